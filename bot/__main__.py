@@ -1,0 +1,84 @@
+"""Command line: ``python -m bot [--config PATH] [run|sync]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import discord
+
+from bot.app import ChatBot
+from bot.config import ENV_VARS, Settings, load_settings
+from bot.errors import ConfigError
+from bot.services import open_services
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG_ERROR = 2
+
+COMMANDS = {
+    "run": "connect to Discord and answer (the default)",
+    "sync": "publish the slash commands to Discord, then exit (run after adding or changing commands)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    env_help = "\n".join(f"  {name:<20} {text}" for name, text in ENV_VARS.items())
+    command_help = "\n".join(f"  {name:<20} {text}" for name, text in COMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="A Discord chat bot on any OpenAI-compatible model, with history in Redis.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands:\n{command_help}\n\nenvironment variables (secrets come only from here):\n{env_help}",
+    )
+    p.add_argument("command", nargs="?", default="run", choices=COMMANDS, help="what to do (default: run)")
+    p.add_argument(
+        "--config",
+        default="config.toml",
+        metavar="PATH",
+        help="the settings file (default: ./config.toml); relative paths in it resolve against its folder",
+    )
+    return p
+
+
+async def run(settings: Settings) -> None:
+    async with open_services(settings) as services, ChatBot(services) as bot:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+        await bot.start(settings.secrets.discord_token)
+
+
+async def sync(settings: Settings) -> None:
+    async with open_services(settings) as services, ChatBot(services) as bot:
+        await bot.login(settings.secrets.discord_token)  # runs setup_hook, which loads the cogs
+        commands = await bot.tree.sync()
+        print(f"Published {len(commands)} slash command(s): {', '.join(c.name for c in commands) or 'none'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    discord.utils.setup_logging(level=getattr(logging, settings.logging.level.upper()), root=True)
+    try:
+        asyncio.run(run(settings) if args.command == "run" else sync(settings))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except discord.LoginFailure:
+        print("Discord rejected DISCORD_TOKEN: check the token in the developer portal.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

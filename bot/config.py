@@ -1,0 +1,209 @@
+"""Typed settings from config.toml plus secrets from the environment.
+
+Every problem is reported as one ``ConfigError`` naming the key and what it expects, so start-up can
+print a single line and exit with code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant in a Discord server. Answer clearly and concisely."
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = "gpt-5.4-mini"
+    context_window: int = 128_000
+    max_reply_tokens: int = 1_024
+    temperature: float | None = None  # omitted from requests unless set: some models reject it
+    timeout_s: float = 60.0  # the whole answer, retries included
+    idle_timeout_s: float = 30.0  # longest silence allowed between two stream chunks
+    connect_timeout_s: float = 5.0
+    max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    max_messages: int = 200
+    ttl_days: float = 30.0
+    cache_conversations: int = 1_000  # parsed windows kept in memory (LRU), validated against Redis
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    key_prefix: str = "dcb"
+    data_dir: str = "data"  # the embedded server's folder, relative to the config file
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    edit_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    download_encodings: bool = True  # False: never fetch tiktoken data; use the bundled cl100k_base
+    margin: int = 64  # slack for per-message overhead the count may miss
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    allow_dms: bool = True
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Deployment settings and secrets: from the environment only, never from config.toml."""
+
+    discord_token: str
+    openai_api_key: str
+    openai_base_url: str | None = None
+    redis_url: str | None = None
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+
+    def __repr__(self) -> str:  # never let a secret reach a log through repr()
+        return "Secrets(<redacted>)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    secrets: Secrets = field(default_factory=lambda: Secrets("", ""))
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def resolve_path(self, value: str) -> Path:
+        """Relative paths in config.toml are relative to the config file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+ENV_VARS = {
+    "DISCORD_TOKEN": "the bot token from the Discord developer portal (required)",
+    "OPENAI_API_KEY": "the model server's API key (required unless OPENAI_BASE_URL points at a keyless server)",
+    "OPENAI_BASE_URL": "an OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama",
+    "REDIS_URL": "redis://host:port/db; unset: an embedded Redis stores data next to the config",
+    "DISCORD_API_BASE": "a Discord-compatible REST base, e.g. a Spacebar server (default Discord's)",
+    "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
+}
+
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
+    """Read and validate config.toml and the environment; raise ConfigError on the first problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    sections = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in ("secrets", "base_dir")}
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in sections:
+            raise ConfigError(f"{path.name}: unknown section [{key}] (expected one of: {', '.join(sections)})")
+        values[key] = _build(hints[key], value, key, path.name)
+    settings = Settings(**values, secrets=_secrets(env), base_dir=path.resolve().parent)
+    _check_ranges(settings, path.name)
+    return settings
+
+
+def _build(cls: type, value: Any, where: str, file: str) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{file}: [{where}] must be a table of settings")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, item in value.items():
+        if key not in known:
+            raise ConfigError(f"{file}: unknown key {where}.{key} (expected one of: {', '.join(sorted(known))})")
+        kwargs[key] = _check_type(item, hints[key], f"{where}.{key}", file)
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, expected: Any, where: str, file: str) -> Any:
+    allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    allowed = tuple(t for t in allowed if t is not type(None))
+    for kind in allowed:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool) and isinstance(value, kind):
+            return value
+    names = " or ".join(_TYPE_NAMES.get(k, str(k)) for k in allowed)
+    raise ConfigError(f"{file}: {where} must be {names}, got {value!r}")
+
+
+def _check_ranges(s: Settings, file: str) -> None:
+    positive = {
+        "model.context_window": s.model.context_window,
+        "model.max_reply_tokens": s.model.max_reply_tokens,
+        "model.timeout_s": s.model.timeout_s,
+        "model.idle_timeout_s": s.model.idle_timeout_s,
+        "model.connect_timeout_s": s.model.connect_timeout_s,
+        "history.max_messages": s.history.max_messages,
+        "history.ttl_days": s.history.ttl_days,
+        "history.cache_conversations": s.history.cache_conversations,
+        "stream.edit_interval_s": s.stream.edit_interval_s,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
+    if s.model.max_retries < 0:
+        raise ConfigError(f"{file}: model.max_retries must be 0 or more, got {s.model.max_retries}")
+    if s.model.max_reply_tokens + s.tokens.margin >= s.model.context_window:
+        raise ConfigError(f"{file}: model.max_reply_tokens must leave room for a prompt in model.context_window")
+    if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{file}: logging.level must be DEBUG, INFO, WARNING or ERROR, got {s.logging.level!r}")
+    if not s.redis.key_prefix or any(c in s.redis.key_prefix for c in "{} "):
+        raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
+
+
+def _secrets(env: Mapping[str, str]) -> Secrets:
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    token = get("DISCORD_TOKEN")
+    if not token:
+        raise ConfigError("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in it")
+    base_url = get("OPENAI_BASE_URL")
+    api_key = get("OPENAI_API_KEY")
+    if not api_key:
+        if not base_url:
+            raise ConfigError("OPENAI_API_KEY is not set: put your model server's API key in it")
+        api_key = "not-needed"  # local servers (Ollama, LM Studio) ignore the key but the SDK wants one
+    return Secrets(
+        discord_token=token,
+        openai_api_key=api_key,
+        openai_base_url=base_url,
+        redis_url=get("REDIS_URL"),
+        discord_api_base=get("DISCORD_API_BASE"),
+        discord_gateway_url=get("DISCORD_GATEWAY_URL"),
+    )

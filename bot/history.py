@@ -1,0 +1,150 @@
+"""Conversation history in Redis: read a window, append an exchange atomically.
+
+Each conversation (channel, thread or DM) is a Redis list of JSON turns, oldest first, capped at
+``history.max_messages`` and expiring after ``history.ttl_days`` without a new turn. A version token,
+rewritten by every write, lets this process keep parsed windows in a bounded cache: a read sends the
+cached token and Redis returns the list only when it changed, so a turn costs the same at 10 or 1,000
+stored turns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from bot.keys import Keys
+
+# KEYS: turns, version. ARGV: cached version ('' when none), max turns.
+# Returns {version} when the cache is current, else {version or false, turns}.
+READ_WINDOW_LUA = """
+local v = redis.call('GET', KEYS[2])
+if v and v == ARGV[1] then return {v} end
+return {v or false, redis.call('LRANGE', KEYS[1], -tonumber(ARGV[2]), -1)}
+"""
+
+
+# The API's `name` field takes only letters, digits, '_' and '-', at most 64 characters.
+_NAME_DISALLOWED = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def api_name(display_name: str, author_id: int | None) -> str:
+    """A display name made acceptable to the API's `name` field (accents folded, the rest replaced)."""
+    folded = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode()
+    name = _NAME_DISALLOWED.sub("_", folded).strip("_")[:64]
+    return name or f"user_{author_id or 0}"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    content: str
+    tokens: int  # prompt tokens this turn costs, counted once when stored
+    name: str | None = None  # the speaker's display name (user turns)
+    author_id: int | None = None
+    message_id: int | None = None
+    spoken: bool = False  # transcribed from a voice message
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"role": self.role, "content": self.content, "tokens": self.tokens}
+        for key in ("name", "author_id", "message_id"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.spoken:
+            data["spoken"] = True
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Turn:
+        return cls(**json.loads(raw))
+
+    def to_message(self) -> dict[str, Any]:
+        """The chat API message for this turn."""
+        if self.role == "user" and self.name:
+            return {"role": "user", "content": self.content, "name": api_name(self.name, self.author_id)}
+        return {"role": self.role, "content": self.content}
+
+
+class Window:
+    """The stored turns of one conversation (oldest first), the version they were read at, and their
+    API messages and token counts, built once so a turn never re-walks a long history in Python."""
+
+    __slots__ = ("messages", "tokens", "turns", "version")
+
+    def __init__(self, turns: tuple[Turn, ...], version: str | None, messages: tuple[dict[str, Any], ...] = ()):
+        self.turns = turns
+        self.version = version
+        self.messages = messages or tuple(turn.to_message() for turn in turns)
+        self.tokens = [turn.tokens for turn in turns]
+
+    def extended(self, new: Sequence[Turn], version: str, limit: int) -> Window:
+        turns = (*self.turns, *new)[-limit:]
+        messages = (*self.messages, *(turn.to_message() for turn in new))[-limit:]
+        return Window(turns, version, messages)
+
+
+class HistoryStore:
+    def __init__(self, keys: Keys, *, max_messages: int, ttl_days: float, cache_size: int) -> None:
+        self.keys = keys
+        self.max_messages = max_messages
+        self.ttl_ms = int(ttl_days * 86_400_000)
+        self._cache: OrderedDict[int, Window] = OrderedDict()
+        self._cache_size = cache_size
+
+    def queue_read(self, conversation_id: int) -> Callable[[Pipeline], Callable[[list[Any]], Window]]:
+        """For ``Batch.add``: read the conversation's stored turns (from cache when still current)."""
+        cached = self._cache.get(conversation_id)
+
+        def queue(pipe: Pipeline) -> Callable[[list[Any]], Window]:
+            pipe.eval(
+                READ_WINDOW_LUA,
+                2,
+                self.keys.turns(conversation_id),
+                self.keys.version(conversation_id),
+                cached.version if cached and cached.version else "",
+                self.max_messages,
+            )
+            return lambda replies: self._parse_read(conversation_id, cached, replies[0])
+
+        return queue
+
+    def _parse_read(self, conversation_id: int, cached: Window | None, reply: list[Any]) -> Window:
+        version = reply[0].decode() if reply[0] else None
+        if len(reply) == 1 and cached is not None:
+            self._cache.move_to_end(conversation_id)
+            return cached
+        window = Window(tuple(Turn.from_json(raw) for raw in reply[1]), version)
+        self.remember(conversation_id, window)
+        return window
+
+    def queue_append(self, pipe: Pipeline, conversation_id: int, window: Window, new: Sequence[Turn]) -> Window:
+        """Queue the append of ``new`` on a MULTI pipeline. Returns the window as it will be stored:
+        pass it to ``remember`` once the pipeline has executed."""
+        turns_key = self.keys.turns(conversation_id)
+        version = secrets.token_hex(8)
+        pipe.rpush(turns_key, *(turn.to_json() for turn in new))
+        pipe.ltrim(turns_key, -self.max_messages, -1)
+        pipe.pexpire(turns_key, self.ttl_ms)
+        pipe.set(self.keys.version(conversation_id), version, px=self.ttl_ms)
+        return window.extended(new, version, self.max_messages)
+
+    def queue_clear(self, pipe: Pipeline, conversation_id: int) -> Callable[[list[Any]], int]:
+        """Queue the removal of a conversation's history; the parser returns how many turns it had."""
+        pipe.llen(self.keys.turns(conversation_id))
+        pipe.delete(self.keys.turns(conversation_id), self.keys.version(conversation_id))
+        self._cache.pop(conversation_id, None)
+        return lambda replies: int(replies[0])
+
+    def remember(self, conversation_id: int, window: Window) -> None:
+        """Cache a window known to match Redis (after a read, or after an append executed)."""
+        self._cache[conversation_id] = window
+        self._cache.move_to_end(conversation_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,134 @@
+"""Streaming an answer into Discord: typing until the first text, the first text at once, then edits
+throttled to one per ``edit_interval_s``, continued in new messages past 2,000 characters. The closing
+edit goes out as soon as the answer is complete instead of waiting out the interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.conversation import ChatRequest, TurnDone
+from bot.errors import BotError
+from bot.splitting import close_open_fence, split_message
+
+if TYPE_CHECKING:
+    from bot.app import ChatBot
+
+log = logging.getLogger(__name__)
+
+TYPING_REFRESH_S = 8.0  # Discord shows "typing" for about 10 s per request
+NOTES = {
+    "length": "*(Answer cut short: it reached the reply length limit.)*",
+    "content_filter": "*(The model's content filter stopped this answer.)*",
+}
+EMPTY_ANSWER = "*(The model returned an empty answer. Try rephrasing?)*"
+
+
+class StreamingReply:
+    def __init__(self, source: discord.Message, *, edit_interval: float) -> None:
+        self.source = source
+        self.interval = edit_interval
+        self._parts: list[str] = []
+        self._sent: list[discord.Message] = []
+        self._shown: list[str] = []
+        self._lock = asyncio.Lock()
+        self._last_flush = 0.0
+        self._timer: asyncio.Task[None] | None = None
+        self._typing: asyncio.Task[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return bool(self._sent)
+
+    def start_typing(self) -> None:
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    async def _keep_typing(self) -> None:
+        try:
+            while True:
+                await self.source.channel.typing()
+                await asyncio.sleep(TYPING_REFRESH_S)
+        except discord.HTTPException as exc:
+            log.debug("Typing indicator failed in %s: %s", self.source.channel.id, exc)
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+    async def add(self, delta: str) -> None:
+        self._parts.append(delta)
+        if not self._sent:
+            await self._flush()  # first visible text as soon as it exists
+        elif self._timer is None:
+            delay = max(0.0, self._last_flush + self.interval - asyncio.get_running_loop().time())
+            self._timer = asyncio.create_task(self._flush_later(delay))
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._timer = None  # from here on a flush is under way: finish() waits for it, never cancels it
+        await self._flush()
+
+    async def finish(self, note: str | None = None) -> None:
+        """Show the complete answer now, with an optional note after it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        text = "".join(self._parts)
+        if note:
+            text = f"{close_open_fence(text)}\n\n{note}" if text.strip() else note
+        self._parts = [text]
+        await self._flush()
+        self._stop_typing()
+
+    async def fail(self, error: BotError) -> None:
+        """Tell the user what went wrong; text already shown is kept and marked as interrupted."""
+        if self._sent:
+            await self.finish(f"*(Interrupted: {error.user_message})*")
+        else:
+            self._stop_typing()
+            await self.source.reply(error.user_message, mention_author=False)
+
+    def close(self) -> None:
+        self._stop_typing()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            pieces = split_message("".join(self._parts))
+            for index, piece in enumerate(pieces):
+                if index < len(self._sent):
+                    if self._shown[index] != piece:
+                        await self._sent[index].edit(content=piece)
+                        self._shown[index] = piece
+                    continue
+                if index == 0:
+                    message = await self.source.reply(piece, mention_author=False)
+                    self._stop_typing()
+                else:
+                    message = await self.source.channel.send(piece)
+                self._sent.append(message)
+                self._shown.append(piece)
+            self._last_flush = asyncio.get_running_loop().time()
+
+
+async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest) -> None:
+    """Run one chat turn for ``source`` and stream its answer into the channel."""
+    reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s)
+    reply.start_typing()
+    try:
+        async for event in bot.services.chat.turn(request):
+            if isinstance(event, TurnDone):
+                note = NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER)
+                await reply.finish(note)
+            else:
+                await reply.add(event)
+    except BotError as exc:
+        log.warning("Turn in %s failed: %s", request.conversation_id, exc, exc_info=exc.__cause__ is not None)
+        await reply.fail(exc)
+    finally:
+        reply.close()
