@@ -1,0 +1,92 @@
+"""config.toml validation and the command line's exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"DISCORD_TOKEN": "t", "OPENAI_API_KEY": "k"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
+    from bot.config import Settings
+
+    settings = load_settings(ROOT / "config.toml", ENV)
+    defaults = Settings()
+    for section in ("model", "history", "redis", "stream", "tokens", "chat", "logging"):
+        assert getattr(settings, section) == getattr(defaults, section), section
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[redis]\ndata_dir = "state"\n'), ENV)
+    assert settings.resolve_path(settings.redis.data_dir) == tmp_path / "state"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[model]\ntimeout_s = "soon"\n', "model.timeout_s must be a number, got 'soon'"),
+        ("[model]\nmax_reply_tokens = 1.5\n", "model.max_reply_tokens must be a whole number"),
+        ("[model]\nnmae = 'x'\n", "unknown key model.nmae"),
+        ("[modle]\n", "unknown section [modle]"),
+        ("[stream]\nedit_interval_s = 0\n", "stream.edit_interval_s must be greater than 0"),
+        ("[chat]\nallow_dms = 'yes'\n", "chat.allow_dms must be true or false"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, text), ENV)
+    assert message in str(raised.value)
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN is not set"):
+        load_settings(path, {"OPENAI_API_KEY": "k"})
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        load_settings(path, {"DISCORD_TOKEN": "t"})
+    local = load_settings(path, {"DISCORD_TOKEN": "t", "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"})
+    assert local.secrets.openai_base_url == "http://127.0.0.1:11434/v1"
+    assert "t" not in repr(local.secrets).replace("Secrets", "").replace("redacted", "")
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_cli_stops_with_exit_code_2_and_one_clear_line(tmp_path: Path) -> None:
+    bad = write(tmp_path, "[model]\ncontext_window = 'big'\n")
+    result = run_cli("--config", str(bad), env=ENV)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: config.toml: model.context_window must be a whole number, got 'big'"
+    assert "Traceback" not in result.stderr
+    missing = run_cli("--config", str(write(tmp_path, "")), env={})
+    assert missing.returncode == 2 and "DISCORD_TOKEN is not set" in missing.stderr
+
+
+def test_cli_help_lists_options_and_environment() -> None:
+    result = run_cli("--help", env={})
+    assert result.returncode == 0
+    for word in ("--config", "DISCORD_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL", "REDIS_URL", "DISCORD_API_BASE"):
+        assert word in result.stdout
