@@ -17,7 +17,8 @@ from typing import Any
 
 from bot.errors import ConfigError
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant in a Discord server. Answer clearly and concisely."
+# Discord's text inputs take at most 4,000 characters; a custom prompt is capped at or below that.
+MAX_CUSTOM_PROMPT_CHARS = 4_000
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,41 @@ class TokenSettings:
 
 @dataclass(frozen=True)
 class ChatSettings:
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
     allow_dms: bool = True
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    description: str
+    prompt: str  # may use {date}, {bot_name} and {guild_name}
+
+
+BUILTIN_PERSONAS = (
+    Persona(
+        "assistant",
+        "A helpful, concise assistant",
+        "You are {bot_name}, a helpful assistant in the Discord server {guild_name}. Today is {date}. "
+        "Answer clearly and concisely. Several people may talk to you in one channel: each user message "
+        "carries the speaker's name.",
+    ),
+    Persona(
+        "joker",
+        "Answers only with jokes about your subject",
+        "You are {bot_name}, a joke bot in the Discord server {guild_name}. Whatever the user says, reply "
+        "only with a short, friendly joke about the subject they mention, and nothing else.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class PersonaSettings:
+    default: str = "assistant"
+    custom_max_chars: int = 2_000
+    builtin: tuple[Persona, ...] = BUILTIN_PERSONAS
+
+    def get(self, name: str) -> Persona | None:
+        return next((p for p in self.builtin if p.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -90,6 +124,7 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    personas: PersonaSettings = field(default_factory=PersonaSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets("", ""))
     base_dir: Path = field(default_factory=Path.cwd)
@@ -142,8 +177,30 @@ def _build(cls: type, value: Any, where: str, file: str) -> Any:
     for key, item in value.items():
         if key not in known:
             raise ConfigError(f"{file}: unknown key {where}.{key} (expected one of: {', '.join(sorted(known))})")
-        kwargs[key] = _check_type(item, hints[key], f"{where}.{key}", file)
+        if cls is PersonaSettings and key == "builtin":
+            kwargs[key] = _personas(item, f"{where}.{key}", file)
+        else:
+            kwargs[key] = _check_type(item, hints[key], f"{where}.{key}", file)
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in kwargs:
+            raise ConfigError(f"{file}: {where} is missing the key {f.name!r}")
     return cls(**kwargs)
+
+
+def _personas(value: Any, where: str, file: str) -> tuple[Persona, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{file}: {where} must be one or more [[{where}]] tables")
+    personas = tuple(_build(Persona, item, f"{where}[{i}]", file) for i, item in enumerate(value))
+    for i, persona in enumerate(personas):
+        if not persona.name or not persona.prompt:
+            raise ConfigError(f"{file}: {where}[{i}] needs a name and a prompt")
+    names = [p.name for p in personas]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{file}: {where} has two personas with the same name")
+    if "custom" in names:
+        raise ConfigError(f"{file}: {where}: 'custom' is reserved for each guild's own prompt")
+    return personas
 
 
 def _check_type(value: Any, expected: Any, where: str, file: str) -> Any:
@@ -181,6 +238,11 @@ def _check_ranges(s: Settings, file: str) -> None:
         raise ConfigError(f"{file}: model.max_reply_tokens must leave room for a prompt in model.context_window")
     if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{file}: logging.level must be DEBUG, INFO, WARNING or ERROR, got {s.logging.level!r}")
+    if s.personas.get(s.personas.default) is None:
+        names = ", ".join(p.name for p in s.personas.builtin)
+        raise ConfigError(f"{file}: personas.default must name a persona ({names}), got {s.personas.default!r}")
+    if not 1 <= s.personas.custom_max_chars <= MAX_CUSTOM_PROMPT_CHARS:
+        raise ConfigError(f"{file}: personas.custom_max_chars must be between 1 and {MAX_CUSTOM_PROMPT_CHARS}")
     if not s.redis.key_prefix or any(c in s.redis.key_prefix for c in "{} "):
         raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
 

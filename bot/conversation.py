@@ -8,7 +8,8 @@ appends the user's turn and the answer together. On any failure nothing is writt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from bot.batch import Batch
 from bot.errors import MessageTooLong
 from bot.history import HistoryStore, Turn, Window, api_name
 from bot.llm import ChatModel, Finish, Usage
+from bot.personas import PersonaStore
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
 
 
@@ -30,6 +32,9 @@ class ChatRequest:
     author_name: str
     message_id: int
     text: str
+    bot_name: str = "the bot"
+    guild_name: str | None = None
+    parent_id: int | None = None  # a thread's parent channel (for the persona)
     spoken: bool = False
 
 
@@ -78,7 +83,8 @@ class ChatService:
         context_window: int,
         max_reply_tokens: int,
         margin: int,
-        system_prompt: str,
+        personas: PersonaStore,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.redis = redis
         self.history = history
@@ -87,7 +93,8 @@ class ChatService:
         self.context_window = context_window
         self.max_reply_tokens = max_reply_tokens
         self.margin = margin
-        self.system_prompt = system_prompt
+        self.personas = personas
+        self.clock = clock
         self.locks = ConversationLocks()
 
     async def turn(self, request: ChatRequest) -> AsyncIterator[str | TurnDone]:
@@ -96,12 +103,18 @@ class ChatService:
         # Taking the lock is the first await, so turns queue in the order their messages arrived.
         async with self.locks.hold(request.conversation_id):
             batch = Batch(self.redis)
+            persona = batch.add(
+                self.personas.queue_active(request.guild_id, request.conversation_id, request.parent_id)
+            )
             read = batch.add(self.history.queue_read(request.conversation_id))
             await batch.execute()
             window = read.value
 
+            system_prompt = persona.value.render(
+                bot_name=request.bot_name, guild_name=request.guild_name, today=self.clock().date()
+            )
             user_turn = self._user_turn(request)
-            messages = self._prompt(window, user_turn)
+            messages = self._prompt(system_prompt, window, user_turn)
             parts: list[str] = []
             finish: Finish | None = None
             async for event in self.model.stream(messages):
@@ -133,16 +146,16 @@ class ChatService:
             spoken=request.spoken,
         )
 
-    def _prompt(self, window: Window, user_turn: Turn) -> list[dict[str, Any]]:
-        """System prompt, the newest stored turns that fit, the new message. Only the new message is
-        tokenised here: stored turns carry their counts."""
-        system = {"role": "system", "content": self.system_prompt}
+    def _prompt(self, system_prompt: str, window: Window, user_turn: Turn) -> list[dict[str, Any]]:
+        """System prompt, the newest stored turns that fit, the new message. Only the new message (and
+        the system prompt) are tokenised here: stored turns carry their counts."""
+        system = {"role": "system", "content": system_prompt}
         budget = (
             self.context_window
             - self.max_reply_tokens
             - self.margin
             - REPLY_PRIMING_TOKENS
-            - self.counter.message(self.system_prompt)
+            - self.counter.message(system_prompt)
         )
         if user_turn.tokens > budget:
             raise MessageTooLong(user_turn.tokens, budget)
@@ -153,7 +166,15 @@ class ChatService:
     async def _store(self, conversation_id: int, window: Window, user_turn: Turn, text: str, usage: Usage) -> None:
         answer_tokens = self.counter.message(text)
         answer = Turn(role="assistant", content=text, tokens=answer_tokens)
-        batch = Batch(self.redis, transaction=True)
-        stored = self.history.queue_append(batch.pipe, conversation_id, window, (user_turn, answer))
+        batch = Batch(self.redis)
+        batch.add(self.history.queue_append(conversation_id, window, (user_turn, answer)))
         await batch.execute()
-        self.history.remember(conversation_id, stored)
+
+    async def forget(self, conversation_id: int) -> int:
+        """Clear a conversation's history; returns how many turns it had. Waits for a turn in progress,
+        so its answer is not written back after the history was cleared."""
+        async with self.locks.hold(conversation_id):
+            batch = Batch(self.redis)
+            removed = batch.add(self.history.queue_clear(conversation_id))
+            await batch.execute()
+            return removed.value

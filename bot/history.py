@@ -42,6 +42,20 @@ def api_name(display_name: str, author_id: int | None) -> str:
     return name or f"user_{author_id or 0}"
 
 
+# KEYS: turns, version. ARGV: version the window was read at ('' for none), new version, max turns,
+# ttl ms, then the new turns. Atomic, and all keys share the conversation's hash slot.
+# Returns 1 when the window it extends was still current (so the caller may cache the result).
+APPEND_LUA = """
+local current = redis.call('GET', KEYS[2]) or ''
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+if current == ARGV[1] then return 1 end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     role: str  # "user" or "assistant"
@@ -124,23 +138,46 @@ class HistoryStore:
         self.remember(conversation_id, window)
         return window
 
-    def queue_append(self, pipe: Pipeline, conversation_id: int, window: Window, new: Sequence[Turn]) -> Window:
-        """Queue the append of ``new`` on a MULTI pipeline. Returns the window as it will be stored:
-        pass it to ``remember`` once the pipeline has executed."""
-        turns_key = self.keys.turns(conversation_id)
+    def queue_append(
+        self, conversation_id: int, window: Window, new: Sequence[Turn]
+    ) -> Callable[[Pipeline], Callable[[list[Any]], None]]:
+        """For ``Batch.add``: append ``new`` after ``window`` atomically; the result is cached when
+        nobody else wrote in between."""
         version = secrets.token_hex(8)
-        pipe.rpush(turns_key, *(turn.to_json() for turn in new))
-        pipe.ltrim(turns_key, -self.max_messages, -1)
-        pipe.pexpire(turns_key, self.ttl_ms)
-        pipe.set(self.keys.version(conversation_id), version, px=self.ttl_ms)
-        return window.extended(new, version, self.max_messages)
 
-    def queue_clear(self, pipe: Pipeline, conversation_id: int) -> Callable[[list[Any]], int]:
-        """Queue the removal of a conversation's history; the parser returns how many turns it had."""
-        pipe.llen(self.keys.turns(conversation_id))
-        pipe.delete(self.keys.turns(conversation_id), self.keys.version(conversation_id))
+        def queue(pipe: Pipeline) -> Callable[[list[Any]], None]:
+            pipe.eval(
+                APPEND_LUA,
+                2,
+                self.keys.turns(conversation_id),
+                self.keys.version(conversation_id),
+                window.version or "",
+                version,
+                self.max_messages,
+                self.ttl_ms,
+                *(turn.to_json() for turn in new),
+            )
+            return lambda replies: self._appended(conversation_id, window, new, version, replies[0] == 1)
+
+        return queue
+
+    def _appended(self, conversation_id: int, window: Window, new: Sequence[Turn], version: str, current: bool) -> None:
+        if current:
+            self.remember(conversation_id, window.extended(new, version, self.max_messages))
+        else:
+            self._cache.pop(conversation_id, None)
+
+    def queue_clear(self, conversation_id: int) -> Callable[[Pipeline], Callable[[list[Any]], int]]:
+        """For ``Batch.add``: remove a conversation's history; the result is how many turns it had."""
         self._cache.pop(conversation_id, None)
-        return lambda replies: int(replies[0])
+
+        def queue(pipe: Pipeline) -> Callable[[list[Any]], int]:
+            pipe.llen(self.keys.turns(conversation_id))
+            # Two keys of one hash slot: valid on Redis Cluster too.
+            pipe.delete(self.keys.turns(conversation_id), self.keys.version(conversation_id))
+            return lambda replies: int(replies[0])
+
+        return queue
 
     def remember(self, conversation_id: int, window: Window) -> None:
         """Cache a window known to match Redis (after a read, or after an append executed)."""

@@ -21,6 +21,10 @@ class Keys:
         """A token that changes on every write to the turns list; lets processes cache a window safely."""
         return f"{self.prefix}:conv:{{{conversation_id}}}:version"
 
+    def personas(self, guild_id: int) -> str:
+        """Hash: "guild" -> the guild's persona, "custom" -> its custom prompt, "channel:<id>" -> overrides."""
+        return f"{self.prefix}:persona:{{{guild_id}}}"
+
     def pattern(self) -> str:
         """Matches every key of this prefix (for tests and maintenance scans)."""
         return f"{self.prefix}:*"

@@ -15,6 +15,7 @@ from bot.conversation import ChatService
 from bot.history import HistoryStore
 from bot.keys import Keys
 from bot.llm import ChatModel, build_client
+from bot.personas import PersonaStore
 from bot.storage import open_redis
 from bot.tokens import TokenCounter, load_encoding
 
@@ -28,6 +29,7 @@ class Services:
     openai: openai.AsyncOpenAI
     keys: Keys
     history: HistoryStore
+    personas: PersonaStore
     chat: ChatService
 
 
@@ -55,6 +57,7 @@ def build_services(
         ttl_days=settings.history.ttl_days,
         cache_size=settings.history.cache_conversations,
     )
+    personas = PersonaStore(redis, keys, settings.personas)
     chat = ChatService(
         redis=redis,
         history=history,
@@ -63,6 +66,6 @@ def build_services(
         context_window=settings.model.context_window,
         max_reply_tokens=settings.model.max_reply_tokens,
         margin=settings.tokens.margin,
-        system_prompt=settings.chat.system_prompt,
+        personas=personas,
     )
-    return Services(settings, redis, client, keys, history, chat)
+    return Services(settings, redis, client, keys, history, personas, chat)

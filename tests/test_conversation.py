@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
 
+from bot.config import Persona
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import (
     BotError,
@@ -38,6 +40,8 @@ def request(text: str, *, conversation: int = CHANNEL, message_id: int = 1, auth
         author_name=author,
         message_id=message_id,
         text=text,
+        bot_name="Helper",
+        guild_name="Testers",
     )
 
 
@@ -68,7 +72,12 @@ async def test_turn_streams_the_answer_and_stores_the_exchange(
     assert not done.usage.estimated
     [sent] = model_server.requests
     assert sent.messages == [
-        {"role": "system", "content": services.settings.chat.system_prompt},
+        {
+            "role": "system",
+            "content": services.personas.default.prompt.replace("{bot_name}", "Helper")
+            .replace("{guild_name}", "Testers")
+            .replace("{date}", datetime.now(UTC).date().isoformat()),
+        },
         {"role": "user", "content": "How big is the Moon?", "name": "Alice"},
     ]
     assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
@@ -167,7 +176,8 @@ async def test_history_is_trimmed_to_the_token_budget_newest_first(
     system = "Be brief."
     budget_tokens = token_counter.message(system) + 3 + 64 + 100
     settings = make_settings(
-        chat={"system_prompt": system}, model={"context_window": budget_tokens + 60, "max_reply_tokens": 100}
+        personas={"builtin": (Persona("brief", "", system),), "default": "brief"},
+        model={"context_window": budget_tokens + 60, "max_reply_tokens": 100},
     )
     services = services_factory(settings)
     for i in range(6):
