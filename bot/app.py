@@ -7,15 +7,17 @@ from typing import Any
 
 import discord
 import yarl
+from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.errors import BotError
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.chat",)
+EXTENSIONS = ("cogs.chat", "cogs.persona")
 # Mentions and DMs carry their content without the privileged Message Content intent.
 INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True)
 
@@ -30,7 +32,47 @@ def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+UNEXPECTED_ERROR = "Something went wrong on my side; it has been logged. Please try again."
+
+
+def _permission_names(permissions: list[str]) -> str:
+    return " and ".join(name.replace("_", " ").replace("guild", "server").title() for name in permissions)
+
+
+class BotTree(app_commands.CommandTree["ChatBot"]):
+    """One place turns every slash-command failure into one short ephemeral reply."""
+
+    async def on_error(self, interaction: discord.Interaction[ChatBot], error: app_commands.AppCommandError) -> None:
+        await self.report(interaction, error.original if isinstance(error, app_commands.CommandInvokeError) else error)
+
+    async def report(self, interaction: discord.Interaction[ChatBot], cause: Exception) -> None:
+        """Reply to the user with one short sentence; log what they don't need to see."""
+        if isinstance(cause, BotError):
+            text = cause.user_message
+            log.info("/%s refused: %s", _command_name(interaction), cause)
+        elif isinstance(cause, app_commands.MissingPermissions):
+            text = f"You need the {_permission_names(cause.missing_permissions)} permission to do that."
+        elif isinstance(cause, app_commands.NoPrivateMessage):
+            text = "This command only works in a server."
+        else:
+            log.error("/%s failed", _command_name(interaction), exc_info=cause)
+            text = UNEXPECTED_ERROR
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("Could not report an error for /%s: %s", _command_name(interaction), exc)
+
+
+def _command_name(interaction: discord.Interaction[ChatBot]) -> str:
+    return interaction.command.qualified_name if interaction.command else "?"
+
+
 class ChatBot(commands.AutoShardedBot):
+    tree: BotTree
+
     def __init__(self, services: Services, **options: Any) -> None:
         secrets = services.settings.secrets
         use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
@@ -40,6 +82,7 @@ class ChatBot(commands.AutoShardedBot):
             intents=INTENTS,
             # Whatever the model writes, no message of ours pings anyone.
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=BotTree,
             **options,
         )
         self.services = services

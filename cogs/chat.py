@@ -8,9 +8,11 @@ import re
 from typing import TYPE_CHECKING
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
+from cogs.utils.checks import require
 from cogs.utils.replies import answer
 
 if TYPE_CHECKING:
@@ -75,8 +77,29 @@ class Chat(commands.Cog):
             author_name=message.author.display_name,
             message_id=message.id,
             text=text,
+            bot_name=message.guild.me.display_name if message.guild else self.bot.user.display_name,
+            guild_name=message.guild.name if message.guild else None,
+            parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
         )
         await answer(self.bot, message, request)
+
+    @app_commands.command(name="forget")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        """Clear this conversation's history (channel, thread or DM)."""
+        channel = interaction.channel
+        if interaction.guild_id is not None:
+            own_thread = isinstance(channel, discord.Thread) and channel.owner_id == interaction.user.id
+            if not own_thread:
+                require(interaction, "manage_messages")
+        assert interaction.channel_id is not None
+        # Waits for an answer still being written in this conversation: acknowledge first.
+        await interaction.response.defer(thinking=True)
+        removed = await self.bot.services.chat.forget(interaction.channel_id)
+        if removed:
+            text = f"Done: I forgot this conversation ({removed} message{'s' if removed != 1 else ''})."
+        else:
+            text = "There was nothing to forget here."
+        await interaction.followup.send(text)
 
 
 async def setup(bot: ChatBot) -> None:

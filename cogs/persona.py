@@ -1,0 +1,156 @@
+"""Personas: choose who the bot is in this server or channel (Manage Server / Manage Channels)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.personas import CUSTOM, Scope
+from cogs.utils.checks import require_persona_permission
+
+if TYPE_CHECKING:
+    from bot.app import ChatBot
+    from bot.personas import PersonaStore
+
+log = logging.getLogger(__name__)
+
+PROMPT_PREVIEW_CHARS = 1_500  # keeps /persona show within one 2,000-character message
+
+
+def _parent_id(channel: object) -> int | None:
+    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+
+
+class CustomPromptModal(discord.ui.Modal, title="Custom persona"):
+    def __init__(self, cog: Personas, current: str | None, limit: int) -> None:
+        super().__init__()
+        self.cog = cog
+        self.prompt = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph,
+            default=current,
+            # Discord enforces this in the form; the store checks again for clients that don't.
+            max_length=limit,
+            placeholder="You are {bot_name}, a pirate who answers every question in pirate speak…",
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="System prompt",
+                description="May use {date}, {bot_name} and {guild_name}.",
+                component=self.prompt,
+            )
+        )
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self.cog.bot.services.personas.save_custom(interaction.guild_id, self.prompt.value)
+        await interaction.response.send_message(
+            f"Saved. This server's persona is now its custom prompt ({len(self.prompt.value.strip()):,} characters).",
+            ephemeral=True,
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+        await self.cog.bot.tree.report(interaction, error)
+
+
+class Personas(commands.Cog):
+    """Choose the bot's persona (its system prompt) for this server or one channel."""
+
+    persona = app_commands.Group(
+        name="persona",
+        description="Choose who the bot is in this server",
+        guild_only=True,
+        # Hidden from members who could not use any subcommand; each subcommand checks again.
+        default_permissions=discord.Permissions(manage_channels=True),
+    )
+
+    def __init__(self, bot: ChatBot) -> None:
+        self.bot = bot
+
+    @property
+    def store(self) -> PersonaStore:
+        return self.bot.services.personas
+
+    @persona.command(name="list")
+    async def persona_list(self, interaction: discord.Interaction) -> None:
+        """List the personas this server can use."""
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        active = await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
+        has_custom = await self.store.custom_prompt(interaction.guild_id) is not None
+        lines = [
+            f"• **{p.name}**: {p.description}" + (" ← active here" if p.name == active.name else "")
+            for p in self.bot.settings.personas.builtin
+        ]
+        if has_custom:
+            lines.append(
+                f"• **{CUSTOM}**: this server's own prompt" + (" ← active here" if active.name == CUSTOM else "")
+            )
+        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    @persona.command(name="show")
+    async def persona_show(self, interaction: discord.Interaction) -> None:
+        """Show the persona active in this channel, where it comes from, and its prompt."""
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        active = await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
+        prompt = active.prompt
+        if len(prompt) > PROMPT_PREVIEW_CHARS:
+            prompt = prompt[:PROMPT_PREVIEW_CHARS] + "…"
+        prompt = prompt.replace("```", "'''")  # keep the quote block intact
+        await interaction.response.send_message(
+            f"Active persona here: **{active.name}** (from the {active.source}).\n```\n{prompt}\n```", ephemeral=True
+        )
+
+    @persona.command(name="set")
+    @app_commands.describe(name="The persona to use", scope="The whole server (default) or only this channel")
+    async def persona_set(self, interaction: discord.Interaction, name: str, scope: Scope = Scope.GUILD) -> None:
+        """Choose the persona for this server, or for this channel only."""
+        require_persona_permission(interaction, scope)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
+        where = "this server" if scope is Scope.GUILD else "this channel"
+        await interaction.response.send_message(
+            f"The persona for {where} is now **{name}**. It applies from the next message.", ephemeral=True
+        )
+
+    @persona_set.autocomplete("name")
+    async def persona_name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        needle = current.lower()
+        choices = [
+            app_commands.Choice(name=f"{p.name}: {p.description}"[:100], value=p.name)
+            for p in self.bot.settings.personas.builtin
+            if needle in p.name.lower()
+        ]
+        if needle in CUSTOM:
+            choices.append(app_commands.Choice(name="custom: this server's own prompt", value=CUSTOM))
+        return choices[:25]
+
+    @persona.command(name="custom")
+    async def persona_custom(self, interaction: discord.Interaction) -> None:
+        """Write this server's own persona prompt."""
+        require_persona_permission(interaction, Scope.GUILD)
+        assert interaction.guild_id is not None
+        current = await self.store.custom_prompt(interaction.guild_id)
+        limit = self.bot.settings.personas.custom_max_chars
+        await interaction.response.send_modal(CustomPromptModal(self, current, limit))
+
+    @persona.command(name="reset")
+    @app_commands.describe(scope="The server's persona (default) or this channel's override")
+    async def persona_reset(self, interaction: discord.Interaction, scope: Scope = Scope.GUILD) -> None:
+        """Go back to the default persona, or remove this channel's override."""
+        require_persona_permission(interaction, scope)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        removed = await self.store.reset(interaction.guild_id, scope, interaction.channel_id)
+        if scope is Scope.GUILD:
+            text = f"This server now uses the default persona (**{self.store.default.name}**)."
+        else:
+            text = "This channel now follows the server's persona." if removed else "This channel had no override."
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def setup(bot: ChatBot) -> None:
+    await bot.add_cog(Personas(bot))
