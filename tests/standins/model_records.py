@@ -1,0 +1,125 @@
+"""What the stand-in model server received and sent, plus an event-based "wait for n" helper."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import CIMultiDictProxy, MultiDictProxy
+
+from tests.standins.model_behaviours import Behaviour
+
+
+@dataclass
+class RecordedRequest:
+    """One ``POST /v1/chat/completions`` (recorded on arrival, before the auth check)."""
+
+    index: int
+    path: str
+    body: dict[str, Any]
+    headers: CIMultiDictProxy[str]
+    arrived_at: float  # time.monotonic()
+    authorized: bool = True
+    behaviour: Behaviour | None = None
+    status: int | None = None  # HTTP status sent (None: no status line was sent)
+    sent_text: str = ""  # content actually sent (joined content deltas / message content)
+    usage: dict[str, int] | None = None  # the usage object actually sent, if any
+    finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # handler done
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model")
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or [])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options") or {}
+        return bool(isinstance(options, dict) and options.get("include_usage"))
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("Authorization")
+
+    @property
+    def api_key(self) -> str | None:
+        value = self.authorization
+        if value is None or not value.startswith("Bearer "):
+            return None
+        return value.removeprefix("Bearer ")
+
+
+@dataclass
+class RecordedTranscription:
+    """One ``POST /v1/audio/transcriptions``: the file part and the other form fields."""
+
+    index: int
+    path: str
+    headers: CIMultiDictProxy[str]
+    arrived_at: float
+    file: bytes | None = None
+    filename: str | None = None
+    content_type: str | None = None  # of the file part
+    fields: MultiDictProxy[str] | None = None  # every non-file form field, as text
+    authorized: bool = True
+    behaviour: Behaviour | None = None
+    status: int | None = None
+    sent_text: str | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def field(self, name: str) -> str | None:
+        return None if self.fields is None else self.fields.get(name)
+
+    @property
+    def model(self) -> str | None:
+        return self.field("model")
+
+    @property
+    def response_format(self) -> str | None:
+        return self.field("response_format")
+
+    @property
+    def language(self) -> str | None:
+        return self.field("language")
+
+    @property
+    def prompt(self) -> str | None:
+        return self.field("prompt")
+
+    @property
+    def api_key(self) -> str | None:
+        value = self.headers.get("Authorization")
+        return value.removeprefix("Bearer ") if value and value.startswith("Bearer ") else None
+
+
+class CountWaiter:
+    """Wake waiters when a count reaches their target. ``notify`` is synchronous (no polling)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def notify(self, count: int) -> None:
+        for target, future in self._waiters:
+            if count >= target and not future.done():
+                future.set_result(None)
+
+    async def wait(self, target: int, count: Callable[[], int], timeout: float) -> None:
+        if count() >= target:
+            return
+        entry = (target, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(entry[1], timeout)
+        except TimeoutError:
+            raise TimeoutError(f"waited {timeout}s for {target} {self._what}, got {count()}") from None
+        finally:
+            self._waiters.remove(entry)
