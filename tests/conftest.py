@@ -129,3 +129,37 @@ async def services_factory(
 @pytest.fixture
 def services(services_factory: Callable[..., Services]) -> Services:
     return services_factory()
+
+
+@pytest.fixture
+async def discord_standin() -> AsyncIterator[Any]:
+    """A fresh stand-in Discord per test. Every message any test makes the bot send is audited: none
+    may be able to ping anyone."""
+    from tests.standins.discord_standin import DiscordStandin
+
+    async with DiscordStandin(token=TEST_DISCORD_TOKEN) as standin:
+        yield standin
+        standin.assert_no_mention_violations()
+        assert not standin.internal_errors, standin.internal_errors
+
+
+@pytest.fixture
+def world(discord_standin: Any) -> Any:
+    from tests.harness import build_world
+
+    return build_world(discord_standin)
+
+
+@pytest.fixture
+def chat_bot(discord_standin: Any, model_server: ModelServer, world: Any, make_settings: Callable[..., Settings]):
+    """``async with chat_bot(**sections) as chat:`` runs the bot (settings sections overridable)."""
+    import contextlib
+
+    from tests.harness import Chat, start_bot
+
+    @contextlib.asynccontextmanager
+    async def run(**sections: dict[str, Any]) -> AsyncIterator[Chat]:
+        async with start_bot(make_settings(**sections), discord_standin) as bot:
+            yield Chat(discord_standin, model_server, bot, world)
+
+    return run

@@ -99,6 +99,8 @@ class StreamingReply:
 
     async def _flush(self) -> None:
         async with self._lock:
+            # Stamped when the flush starts, so text arriving during its requests waits a full interval.
+            self._last_flush = asyncio.get_running_loop().time()
             pieces = split_message("".join(self._parts))
             for index, piece in enumerate(pieces):
                 if index < len(self._sent):
@@ -113,7 +115,6 @@ class StreamingReply:
                     message = await self.source.channel.send(piece)
                 self._sent.append(message)
                 self._shown.append(piece)
-            self._last_flush = asyncio.get_running_loop().time()
 
 
 async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest) -> None:

@@ -1,0 +1,104 @@
+"""End-to-end harness: the project's own start-up code runs the real discord.py client against the
+stand-in Discord, with the test's Redis prefix and the loopback model server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.app import ChatBot
+from bot.config import Settings
+from bot.services import open_services
+from tests.conftest import replace_settings
+from tests.standins.discord_fixtures import point_discord_at, running_bot
+from tests.standins.discord_standin import DiscordStandin
+from tests.standins.model_server import ModelServer
+
+# Permission bits used by tests.
+MANAGE_CHANNELS = 1 << 4
+MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
+SEND_MESSAGES = 1 << 11
+
+
+@dataclass
+class World:
+    """A small Discord: one guild with a channel and a thread, two members, a DM channel."""
+
+    guild_id: int
+    channel_id: int
+    thread_id: int
+    dm_channel_id: int
+    alice: dict[str, Any]
+    bob: dict[str, Any]
+
+
+def build_world(dc: DiscordStandin) -> World:
+    alice, bob = dc.add_user("alice"), dc.add_user("bob")
+    guild = dc.add_guild("Testers", owner_id=int(alice["id"]))
+    guild_id = int(guild["id"])
+    dc.add_member(guild_id, alice)
+    dc.add_member(guild_id, bob, nick="Bobby")
+    channel_id = int(dc.add_text_channel(guild_id, "general")["id"])
+    thread_id = int(dc.add_thread(channel_id, "side quest", owner_id=int(bob["id"]))["id"])
+    dm_channel_id = int(dc.open_dm(alice)["id"])
+    return World(guild_id, channel_id, thread_id, dm_channel_id, alice, bob)
+
+
+class Chat:
+    """Drives one running bot: say things, wait for answers."""
+
+    def __init__(self, dc: DiscordStandin, model: ModelServer, bot: ChatBot, world: World) -> None:
+        self.dc = dc
+        self.model = model
+        self.bot = bot
+        self.world = world
+
+    @property
+    def me(self) -> dict[str, Any]:
+        return self.dc.bot_user
+
+    async def mention(self, channel_id: int, text: str, *, author: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``@bot text`` in a guild channel or thread."""
+        return await self.dc.post_message(
+            channel_id, author or self.world.alice, f"<@{self.me['id']}> {text}", mentions=[self.me]
+        )
+
+    async def answer(self, channel_id: int, expected: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the bot's messages in the channel show ``expected`` as their last content."""
+
+        def shows(request: Any) -> bool:
+            return request.channel_id == channel_id and _content(request) == expected
+
+        await self.dc.wait_for(shows, timeout=timeout)
+        return self.dc.bot_messages(channel_id)[-1]
+
+    async def stored_turns(self, conversation_id: int) -> list[dict[str, Any]]:
+        redis = self.bot.services.redis
+        raw = await redis.lrange(self.bot.services.keys.turns(conversation_id), 0, -1)
+        return [json.loads(item) for item in raw]
+
+
+def _content(request: Any) -> str | None:
+    body = request.json if isinstance(request.json, dict) else None
+    return body.get("content") if body else None
+
+
+def bot_settings(settings: Settings, dc: DiscordStandin) -> Settings:
+    return replace_settings(settings, secrets={"discord_api_base": dc.api_base, "discord_gateway_url": dc.gateway_url})
+
+
+@contextlib.asynccontextmanager
+async def start_bot(settings: Settings, dc: DiscordStandin) -> AsyncIterator[ChatBot]:
+    """The start-up path of ``python -m bot``: open services, build the Bot, connect, wait for ready."""
+    settings = bot_settings(settings, dc)
+    with point_discord_at(dc):  # restores discord.py's class attributes afterwards
+        async with open_services(settings) as services, ChatBot(services, guild_ready_timeout=0.05) as bot:
+            async with running_bot(bot, settings.secrets.discord_token):
+                yield bot
+
+
+ChatFactory = Callable[..., contextlib.AbstractAsyncContextManager[Chat]]
