@@ -25,8 +25,11 @@ pytestmark = pytest.mark.timeout(30)
 
 def make_bot(**kwargs: Any) -> commands.AutoShardedBot:
     return commands.AutoShardedBot(
-        command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05,
-        allowed_mentions=discord.AllowedMentions.none(), **kwargs,
+        command_prefix="!",
+        intents=discord.Intents.default(),
+        guild_ready_timeout=0.05,
+        allowed_mentions=discord.AllowedMentions.none(),
+        **kwargs,
     )
 
 
@@ -289,8 +292,9 @@ async def test_application_command_and_followup(discord_standin: DiscordStandin,
     async with running_bot(bot, STANDIN_TOKEN):
         synced = await bot.tree.sync()
         assert {c.name for c in synced} == {"ask", "slow", "pick", "feedback"}
-        payload = await dc.send_command("ask", user=world.alice, channel_id=world.channel_id,
-                                        options={"prompt": "why?"})
+        payload = await dc.send_command(
+            "ask", user=world.alice, channel_id=world.channel_id, options={"prompt": "why?"}
+        )
         followup = await dc.wait_for_route("followup")
     assert int(payload["data"]["id"]) == next(c.id for c in synced if c.name == "ask")
     callback = next(r for r in dc.requests if r.route == "interaction_callback")
@@ -314,8 +318,9 @@ async def test_deferred_autocomplete_and_modal(discord_standin: DiscordStandin, 
         await dc.wait_for(lambda r: r.route == "interaction_callback" and r.json["type"] == 8)
         modal = await dc.send_command("feedback", user=world.alice, channel_id=world.channel_id)
         await dc.wait_for(lambda r: r.route == "interaction_callback" and r.json["type"] == 9)
-        submit = await dc.send_modal_submit("feedback-modal", {"text": "great"}, user=world.alice,
-                                            channel_id=world.channel_id, layout="label")
+        submit = await dc.send_modal_submit(
+            "feedback-modal", {"text": "great"}, user=world.alice, channel_id=world.channel_id, layout="label"
+        )
         done = await dc.wait_for(lambda r: r.route == "interaction_callback" and r.json["type"] == 4)
 
     [thinking] = dc.bot_messages(world.thread_id)
@@ -426,8 +431,9 @@ async def test_context_menu_button_dm_command_and_reply(discord_standin: Discord
         await dc.wait_for_route("interaction_callback", channel_id=int(dm["id"]))
         assert [m["content"] for m in dc.bot_messages(int(dm["id"]))] == ["pong"]
 
-        reply = await dc.post_message(world.channel_id, world.alice, "replying", reply_to=quote_msg,
-                                      mentions=[dc.bot_user])
+        reply = await dc.post_message(
+            world.channel_id, world.alice, "replying", reply_to=quote_msg, mentions=[dc.bot_user]
+        )
         got = await asyncio.wait_for(replies.get(), 5)
         assert got.id == int(reply["id"]) and got.reference.resolved.content == "count 1"
         assert got.type is discord.MessageType.reply and bot.user in got.mentions
@@ -472,8 +478,7 @@ async def test_too_long_content_and_duplicate_interaction(discord_standin: Disco
         with pytest.raises(discord.HTTPException) as err:
             await channel.send("x" * 2001)
         assert err.value.code == 50035
-        payload = await dc.send_command("pick", user=world.alice, channel_id=world.channel_id,
-                                        options={"item": "once"})
+        payload = await dc.send_command("pick", user=world.alice, channel_id=world.channel_id, options={"item": "once"})
         await dc.dispatch("INTERACTION_CREATE", payload)  # Discord sometimes delivers twice
         error = await asyncio.wait_for(errors.get(), 5)
         assert isinstance(error.__cause__, discord.HTTPException) and error.__cause__.code == 40060

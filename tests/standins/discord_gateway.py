@@ -24,7 +24,8 @@ INTENT_MESSAGE_CONTENT = 1 << 15
 MESSAGE_EVENTS = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
 INTENT_GUILD_MEMBERS = 1 << 1
 EVENT_INTENTS = {  # events Discord only sends with a given intent (besides the message ones below)
-    "GUILD_MEMBER_ADD": INTENT_GUILD_MEMBERS, "GUILD_MEMBER_UPDATE": INTENT_GUILD_MEMBERS,
+    "GUILD_MEMBER_ADD": INTENT_GUILD_MEMBERS,
+    "GUILD_MEMBER_UPDATE": INTENT_GUILD_MEMBERS,
     "GUILD_MEMBER_REMOVE": INTENT_GUILD_MEMBERS,
 }
 BUFFER_SIZE = 50_000
@@ -148,12 +149,21 @@ class Gateway:
         world = self.world
         guild_ids = [gid for gid in world.guilds if session.owns(gid)]
         ready = {
-            "v": 10, "user": world.bot_user, "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
-            "session_id": session.session_id, "resume_gateway_url": self._resume_url(),
+            "v": 10,
+            "user": world.bot_user,
+            "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
+            "session_id": session.session_id,
+            "resume_gateway_url": self._resume_url(),
             "shard": [session.shard_id, session.shard_count],
-            "application": {"id": str(world.bot_id), "flags": 0}, "private_channels": [], "relationships": [],
-            "user_settings": {}, "presences": [], "geo_ordered_rtc_regions": [], "session_type": "normal",
-            "guild_join_requests": [], "auth": {},
+            "application": {"id": str(world.bot_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "user_settings": {},
+            "presences": [],
+            "geo_ordered_rtc_regions": [],
+            "session_type": "normal",
+            "guild_join_requests": [],
+            "auth": {},
         }
         session.emit("READY", json.dumps(ready))
         for gid in guild_ids:
@@ -192,13 +202,20 @@ class Gateway:
             members = [m for m in members if m["user"]["id"] in wanted]
         elif data.get("query"):
             query = str(data["query"]).lower()
-            members = [m for m in members if m["user"]["username"].lower().startswith(query)
-                       or (m["nick"] or "").lower().startswith(query)]
+            members = [
+                m
+                for m in members
+                if m["user"]["username"].lower().startswith(query) or (m["nick"] or "").lower().startswith(query)
+            ]
         if data.get("limit"):
             members = members[: int(data["limit"])]
         chunk = {
-            "guild_id": str(guild_id), "members": members, "chunk_index": 0,
-            "chunk_count": 1, "not_found": [], "nonce": data.get("nonce"),
+            "guild_id": str(guild_id),
+            "members": members,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": [],
+            "nonce": data.get("nonce"),
         }
         session.emit("GUILD_MEMBERS_CHUNK", json.dumps(chunk))
 
@@ -210,7 +227,12 @@ class Gateway:
 
     # ---- routing ----------------------------------------------------------------------------
     def route(
-        self, event: str, data: dict[str, Any], *, shard_id: int | None = None, guild_id: int | None = None,
+        self,
+        event: str,
+        data: dict[str, Any],
+        *,
+        shard_id: int | None = None,
+        guild_id: int | None = None,
     ) -> int:
         """Send one dispatch to every live session that should see it; returns how many got it."""
         if guild_id is None and shard_id is None and data.get("guild_id") is not None:

@@ -81,8 +81,15 @@ def nest_options(options: list[dict[str, Any]], subcommand: str | None, group: s
 
 
 def base_payload(
-    world: World, kind: int, data: dict[str, Any], *, user: dict[str, Any] | int, channel_id: int,
-    permissions: int | None = None, locale: str = "en-US", message: dict[str, Any] | None = None,
+    world: World,
+    kind: int,
+    data: dict[str, Any],
+    *,
+    user: dict[str, Any] | int,
+    channel_id: int,
+    permissions: int | None = None,
+    locale: str = "en-US",
+    message: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything an INTERACTION_CREATE carries around ``data``. In guilds ``member.permissions``
     comes from the user's roles unless ``permissions`` is given (e.g. to withhold Manage Server)."""
@@ -94,16 +101,27 @@ def base_payload(
         user_perms = permissions
     channel = {**world.channels[channel_id], "permissions": str(user_perms)}
     payload: dict[str, Any] = {
-        "id": str(iid), "application_id": str(world.bot_id), "type": kind, "data": data,
-        "token": f"itok.{iid}.{secrets.token_hex(12)}", "version": 1, "channel_id": str(channel_id),
-        "channel": channel, "app_permissions": str(world.channel_permissions(channel_id, world.bot_id)),
-        "locale": locale, "entitlements": [], "entitlement_sku_ids": [], "attachment_size_limit": 10 * 1024 * 1024,
+        "id": str(iid),
+        "application_id": str(world.bot_id),
+        "type": kind,
+        "data": data,
+        "token": f"itok.{iid}.{secrets.token_hex(12)}",
+        "version": 1,
+        "channel_id": str(channel_id),
+        "channel": channel,
+        "app_permissions": str(world.channel_permissions(channel_id, world.bot_id)),
+        "locale": locale,
+        "entitlements": [],
+        "entitlement_sku_ids": [],
+        "attachment_size_limit": 10 * 1024 * 1024,
     }
     if guild_id is not None:
         guild = world.guilds[guild_id]
         member = guild.members.get(uid) or world.member_payload(uid, (), None)
         payload.update(
-            guild_id=str(guild_id), guild_locale=guild.data["preferred_locale"], context=0,
+            guild_id=str(guild_id),
+            guild_locale=guild.data["preferred_locale"],
+            context=0,
             guild={"id": str(guild_id), "locale": guild.data["preferred_locale"], "features": []},
             member={**member, "permissions": str(user_perms)},
             authorizing_integration_owners={"0": str(guild_id)},
@@ -116,11 +134,19 @@ def base_payload(
 
 
 def command_data(
-    name: str, options: Options, *, command_id: int, subcommand: str | None = None, group: str | None = None,
-    command_guild_id: int | None = None, resolved: dict[str, Any] | None = None,
+    name: str,
+    options: Options,
+    *,
+    command_id: int,
+    subcommand: str | None = None,
+    group: str | None = None,
+    command_guild_id: int | None = None,
+    resolved: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": str(command_id), "name": name, "type": 1,
+        "id": str(command_id),
+        "name": name,
+        "type": 1,
         "options": nest_options(option_list(options), subcommand, group),
     }
     if command_guild_id is not None:
@@ -131,18 +157,29 @@ def command_data(
 
 
 def autocomplete_data(
-    name: str, focused: str, value: str, options: Options, *, command_id: int, subcommand: str | None = None,
-    group: str | None = None, command_guild_id: int | None = None,
+    name: str,
+    focused: str,
+    value: str,
+    options: Options,
+    *,
+    command_id: int,
+    subcommand: str | None = None,
+    group: str | None = None,
+    command_guild_id: int | None = None,
 ) -> dict[str, Any]:
     opts = [o for o in option_list(options) if o["name"] != focused]
     opts.append({"name": focused, "type": 3, "value": value, "focused": True})
-    return command_data(name, opts, command_id=command_id, subcommand=subcommand, group=group,
-                        command_guild_id=command_guild_id)
+    return command_data(
+        name, opts, command_id=command_id, subcommand=subcommand, group=group, command_guild_id=command_guild_id
+    )
 
 
 def message_command_data(name: str, target: dict[str, Any], *, command_id: int) -> dict[str, Any]:
     return {
-        "id": str(command_id), "name": name, "type": 3, "target_id": target["id"],
+        "id": str(command_id),
+        "name": name,
+        "type": 3,
+        "target_id": target["id"],
         "resolved": {"messages": {target["id"]: target}},
     }
 

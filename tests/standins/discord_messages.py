@@ -35,8 +35,15 @@ class BotMessages:
         self.world = world
         self.gateway = gateway
 
-    def create(self, channel_id: int, payload: dict[str, Any], files: list[dict[str, Any]], *,
-               extra: dict[str, Any] | None = None, allow_empty: bool = False) -> Result:
+    def create(
+        self,
+        channel_id: int,
+        payload: dict[str, Any],
+        files: list[dict[str, Any]],
+        *,
+        extra: dict[str, Any] | None = None,
+        allow_empty: bool = False,
+    ) -> Result:
         """Validate, build, store and (unless ephemeral) dispatch a message the bot sends."""
         problem = content_error(payload)
         if problem:
@@ -54,12 +61,21 @@ class BotMessages:
                 item = {"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}
                 return error(400, 50035, "Invalid Form Body", {"message_reference": {"_errors": [item]}})
         msg = world.build_message(
-            channel_id, world.bot_id, payload.get("content") or "", reply_to=reply_to, attachments=attachments,
-            mentions=self.pinged(payload, reply_to), parse_mentions=False,
+            channel_id,
+            world.bot_id,
+            payload.get("content") or "",
+            reply_to=reply_to,
+            attachments=attachments,
+            mentions=self.pinged(payload, reply_to),
+            parse_mentions=False,
             flags=int(payload.get("flags") or 0) & BOT_MESSAGE_FLAGS,
-            extra={"embeds": payload.get("embeds") or [], "components": payload.get("components") or [],
-                   "tts": bool(payload.get("tts")), **({"nonce": payload["nonce"]} if "nonce" in payload else {}),
-                   **(extra or {})},
+            extra={
+                "embeds": payload.get("embeds") or [],
+                "components": payload.get("components") or [],
+                "tts": bool(payload.get("tts")),
+                **({"nonce": payload["nonce"]} if "nonce" in payload else {}),
+                **(extra or {}),
+            },
         )
         world.store_message(msg)
         if not msg["flags"] & EPHEMERAL:
@@ -81,8 +97,9 @@ class BotMessages:
             users = [*users, int(reply_to["author"]["id"])]
         return list(dict.fromkeys(users))
 
-    def attachments_for(self, channel_id: int, payload: dict[str, Any], files: list[dict[str, Any]],
-                        existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def attachments_for(
+        self, channel_id: int, payload: dict[str, Any], files: list[dict[str, Any]], existing: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Attachment objects for uploaded ``files[n]`` parts plus kept existing attachments."""
         uploads = {}
         for part in files:
@@ -114,8 +131,11 @@ class BotMessages:
             return problem
         world = self.world
         channel_id = int(msg["channel_id"])
-        changes = {k: payload[k] if payload[k] is not None else ([] if k != "content" else "")
-                   for k in ("content", "embeds", "components") if k in payload}
+        changes = {
+            k: payload[k] if payload[k] is not None else ([] if k != "content" else "")
+            for k in ("content", "embeds", "components")
+            if k in payload
+        }
         if "flags" in payload and payload["flags"] is not None:
             changes["flags"] = (msg["flags"] & ~BOT_MESSAGE_FLAGS) | (int(payload["flags"]) & BOT_MESSAGE_FLAGS)
         if "attachments" in payload or files:

@@ -88,8 +88,9 @@ class Recorder:
                 still_waiting.append((predicate, future))
         return still_waiting
 
-    async def wait_for(self, predicate: Predicate, *, timeout: float = 5.0, start: int = 0,
-                       key: Key | None = None) -> RecordedRequest:
+    async def wait_for(
+        self, predicate: Predicate, *, timeout: float = 5.0, start: int = 0, key: Key | None = None
+    ) -> RecordedRequest:
         """First request (index >= ``start``, with ``key`` if given) matching ``predicate``;
         AssertionError with a summary of recent requests after ``timeout``."""
         seen = self.requests[start:] if key is None else self._by_key.get(key, ())
@@ -159,21 +160,29 @@ def rate_limit_headers(bucket: str, fault: Fault | None = None) -> dict[str, str
     and it only trusts a 429 that carries a ``Via`` header (otherwise it assumes a Cloudflare ban)."""
     if fault is None:  # a roomy bucket so discord.py never pre-emptively waits
         return {
-            "X-RateLimit-Limit": "10000", "X-RateLimit-Remaining": "9999", "X-RateLimit-Reset-After": "1.000",
-            "X-RateLimit-Reset": f"{time.time() + 1:.3f}", "X-RateLimit-Bucket": bucket,
+            "X-RateLimit-Limit": "10000",
+            "X-RateLimit-Remaining": "9999",
+            "X-RateLimit-Reset-After": "1.000",
+            "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+            "X-RateLimit-Bucket": bucket,
         }
     headers = {
-        "Retry-After": str(math.ceil(fault.retry_after)), "Via": "1.1 google",
+        "Retry-After": str(math.ceil(fault.retry_after)),
+        "Via": "1.1 google",
         "X-RateLimit-Scope": "global" if fault.global_ else "user",
     }
     if fault.global_:
         headers["X-RateLimit-Global"] = "true"
     else:
-        headers.update({
-            "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
-            "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}", "X-RateLimit-Bucket": bucket,
-        })
+        headers.update(
+            {
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": f"{fault.retry_after:.3f}",
+                "X-RateLimit-Reset": f"{time.time() + fault.retry_after:.3f}",
+                "X-RateLimit-Bucket": bucket,
+            }
+        )
     return headers
 
 

@@ -29,8 +29,7 @@ def json_response(status: int, body: Any, headers: dict[str, str]) -> web.Respon
     if status == 204 or body is None:
         return web.Response(status=status, headers=headers)
     # bytes + content_type gives exactly "application/json"; discord.py parses nothing else as JSON
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
 
 
 async def read_body(request: web.Request) -> tuple[Any, list[dict[str, Any]]]:
@@ -44,8 +43,14 @@ async def read_body(request: web.Request) -> tuple[Any, list[dict[str, Any]]]:
                 payload = json.loads(await part.text())  # type: ignore[union-attr]
             else:
                 data = await part.read(decode=False)  # type: ignore[union-attr]
-                files.append({"name": part.name, "filename": part.filename, "data": bytes(data),
-                              "content_type": part.headers.get("Content-Type", "application/octet-stream")})
+                files.append(
+                    {
+                        "name": part.name,
+                        "filename": part.filename,
+                        "data": bytes(data),
+                        "content_type": part.headers.get("Content-Type", "application/octet-stream"),
+                    }
+                )
         return payload, files
     raw = await request.read()
     if not raw:
@@ -63,15 +68,24 @@ class RestApi:
         self.messages = BotMessages(standin.world, standin.gateway)
 
     # ---- plumbing ---------------------------------------------------------------------------------
-    def add(self, router: web.UrlDispatcher, method: str, template: str, name: str, handler: Handler,
-            *, auth: bool = True, prefix: str = API) -> None:
+    def add(
+        self,
+        router: web.UrlDispatcher,
+        method: str,
+        template: str,
+        name: str,
+        handler: Handler,
+        *,
+        auth: bool = True,
+        prefix: str = API,
+    ) -> None:
         router.add_route(method, prefix + template, self._endpoint(name, template, handler, auth))
 
     def _endpoint(self, name: str, template: str, handler: Handler, auth: bool) -> Any:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             arrived = time.monotonic()
             body, files = await read_body(request)
-            path = request.path[len(API):] if request.path.startswith(API) else request.path
+            path = request.path[len(API) :] if request.path.startswith(API) else request.path
             meta = [{k: v for k, v in f.items() if k != "data"} | {"size": len(f["data"])} for f in files]
             rec = RecordedRequest(request.method, path, name, template, dict(request.query), body, meta, arrived)
             if "channel_id" in request.match_info:
@@ -88,8 +102,15 @@ class RestApi:
 
         return endpoint
 
-    async def _run(self, request: web.Request, rec: RecordedRequest, handler: Handler, body: Any,
-                   files: list[dict[str, Any]], auth: bool) -> tuple[int, Any, dict[str, str]]:
+    async def _run(
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        handler: Handler,
+        body: Any,
+        files: list[dict[str, Any]],
+        auth: bool,
+    ) -> tuple[int, Any, dict[str, str]]:
         delay = self.s.latency + self.s.route_latency.get(rec.route, 0.0)
         if delay > 0:
             await asyncio.sleep(delay)  # configured artificial latency, not synchronisation
@@ -137,8 +158,15 @@ class RestApi:
             add(r, "PUT", template, "put_commands", self.put_commands)
             add(r, "POST", template, "create_command", self.create_command)
         self.s.webhooks.install(app)
-        add(r, "GET", "/attachments/{channel_id}/{attachment_id}/{filename}", "cdn_attachment", self.cdn,
-            auth=False, prefix="")
+        add(
+            r,
+            "GET",
+            "/attachments/{channel_id}/{attachment_id}/{filename}",
+            "cdn_attachment",
+            self.cdn,
+            auth=False,
+            prefix="",
+        )
         r.add_route("*", "/{tail:.*}", self._endpoint("unknown", "*", self.unknown, False))
 
     # ---- misc routes --------------------------------------------------------------------------
@@ -170,11 +198,25 @@ class RestApi:
     async def get_application(self, request: web.Request, rec: RecordedRequest, body: Any, files: list) -> Result:
         world = self.world
         return 200, {
-            "id": str(world.bot_id), "name": world.bot_user["username"], "icon": None, "description": "",
-            "summary": "", "type": None, "bot_public": True, "bot_require_code_grant": False,
-            "owner": self.s.owner, "team": None, "verify_key": "0" * 64, "flags": 0, "hook": True,
-            "bot": world.bot_user, "tags": [], "redirect_uris": [], "rpc_origins": [],
-            "interactions_endpoint_url": None, "approximate_guild_count": len(world.guilds),
+            "id": str(world.bot_id),
+            "name": world.bot_user["username"],
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "type": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.s.owner,
+            "team": None,
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "hook": True,
+            "bot": world.bot_user,
+            "tags": [],
+            "redirect_uris": [],
+            "rpc_origins": [],
+            "interactions_endpoint_url": None,
+            "approximate_guild_count": len(world.guilds),
         }
 
     async def get_guild(self, request: web.Request, rec: RecordedRequest, body: Any, files: list) -> Result:
@@ -269,8 +311,9 @@ class RestApi:
         if channel is None or "guild_id" not in channel:
             return error(404, 10003, "Unknown Channel")
         mid = request.match_info.get("message_id")
-        thread = self.world.add_thread(int(channel["id"]), (body or {}).get("name", "thread"),
-                                       thread_id=int(mid) if mid else None)
+        thread = self.world.add_thread(
+            int(channel["id"]), (body or {}).get("name", "thread"), thread_id=int(mid) if mid else None
+        )
         return 201, thread
 
     # ---- application commands ----------------------------------------------------------------
@@ -280,10 +323,22 @@ class RestApi:
 
     def _command(self, request: web.Request, data: dict[str, Any], old: dict[str, Any] | None) -> dict:
         scope = self._scope(request)
-        cmd = {"type": 1, "description": "", "options": [], "default_member_permissions": None,
-               "dm_permission": True, "nsfw": False, "contexts": None, "integration_types": [0], **data}
-        cmd.update(id=old["id"] if old else str(self.world.ids.next()), application_id=str(self.world.bot_id),
-                   version=str(self.world.ids.next()))
+        cmd = {
+            "type": 1,
+            "description": "",
+            "options": [],
+            "default_member_permissions": None,
+            "dm_permission": True,
+            "nsfw": False,
+            "contexts": None,
+            "integration_types": [0],
+            **data,
+        }
+        cmd.update(
+            id=old["id"] if old else str(self.world.ids.next()),
+            application_id=str(self.world.bot_id),
+            version=str(self.world.ids.next()),
+        )
         if scope is not None:
             cmd["guild_id"] = str(scope)
         return cmd

@@ -75,8 +75,14 @@ UserRef = dict[str, Any] | int
 
 
 class DiscordStandin:
-    def __init__(self, *, token: str = "standin-token", shards: int = 1, bot_name: str = "StandinBot",
-                 heartbeat_interval: int = 45_000) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = "standin-token",
+        shards: int = 1,
+        bot_name: str = "StandinBot",
+        heartbeat_interval: int = 45_000,
+    ) -> None:
         self.token = token
         self.shards = shards  # what GET /gateway/bot recommends
         self.world = World(bot_name)
@@ -157,8 +163,9 @@ class DiscordStandin:
     def add_role(self, guild_id: int, name: str, permissions: int = 0) -> dict[str, Any]:
         return self.world.add_role(guild_id, name, permissions)
 
-    def add_member(self, guild_id: int, user: UserRef, *, roles: Iterable[UserRef] = (),
-                   nick: str | None = None) -> dict[str, Any]:
+    def add_member(
+        self, guild_id: int, user: UserRef, *, roles: Iterable[UserRef] = (), nick: str | None = None
+    ) -> dict[str, Any]:
         return self.world.add_member(guild_id, user, roles=roles, nick=nick)
 
     def add_text_channel(self, guild_id: int, name: str, *, channel_id: int | None = None) -> dict[str, Any]:
@@ -175,15 +182,25 @@ class DiscordStandin:
         POST messages there then answers 403 {"code": 50013, "message": "Missing Permissions"}."""
         self.world.set_overwrite(channel_id, self.world.bot_id, deny=int(permissions), member=True)
 
-    def add_attachment(self, data: bytes, filename: str, content_type: str, *, duration_secs: float | None = None,
-                       waveform: str | None = None, channel_id: int = 0) -> dict[str, Any]:
+    def add_attachment(
+        self,
+        data: bytes,
+        filename: str,
+        content_type: str,
+        *,
+        duration_secs: float | None = None,
+        waveform: str | None = None,
+        channel_id: int = 0,
+    ) -> dict[str, Any]:
         """Store bytes on the CDN; returns the attachment object (voice messages: flags=8192)."""
-        return self.world.add_attachment(data, filename, content_type, channel_id=channel_id,
-                                         duration_secs=duration_secs, waveform=waveform)
+        return self.world.add_attachment(
+            data, filename, content_type, channel_id=channel_id, duration_secs=duration_secs, waveform=waveform
+        )
 
     # ---- events ---------------------------------------------------------------------------------
-    async def dispatch(self, event: str, data: dict[str, Any], *, shard_id: int | None = None,
-                       guild_id: int | None = None) -> int:
+    async def dispatch(
+        self, event: str, data: dict[str, Any], *, shard_id: int | None = None, guild_id: int | None = None
+    ) -> int:
         """Deliver a raw dispatch (to ``shard_id``, or the shard owning ``guild_id``/``data["guild_id"]``,
         else shard 0). Returns how many sessions got it; the same payload may be sent repeatedly.
         INTERACTION_CREATE payloads are registered so their callbacks and webhooks resolve."""
@@ -192,14 +209,29 @@ class DiscordStandin:
         return self.gateway.route(event, data, shard_id=shard_id, guild_id=guild_id)
 
     async def post_message(
-        self, channel_id: int, author: UserRef, content: str, *, mentions: Iterable[UserRef] = (),
-        reply_to: dict[str, Any] | None = None, attachments: Iterable[dict[str, Any]] = (), flags: int = 0,
+        self,
+        channel_id: int,
+        author: UserRef,
+        content: str,
+        *,
+        mentions: Iterable[UserRef] = (),
+        reply_to: dict[str, Any] | None = None,
+        attachments: Iterable[dict[str, Any]] = (),
+        flags: int = 0,
         message_id: int | None = None,
     ) -> dict[str, Any]:
         """A user's message: stored and dispatched as MESSAGE_CREATE. Known users written as
         ``<@id>`` count as mentioned; pass the replied-to author in ``mentions`` to ping them."""
-        msg = self.world.build_message(channel_id, author, content, mentions=mentions, reply_to=reply_to,
-                                       attachments=attachments, flags=flags, message_id=message_id)
+        msg = self.world.build_message(
+            channel_id,
+            author,
+            content,
+            mentions=mentions,
+            reply_to=reply_to,
+            attachments=attachments,
+            flags=flags,
+            message_id=message_id,
+        )
         self.world.store_message(msg)
         self.gateway.route("MESSAGE_CREATE", msg, guild_id=self.world.guild_of(channel_id))
         return msg
@@ -227,49 +259,108 @@ class DiscordStandin:
         return self.world.ids.next(), None
 
     async def send_command(
-        self, name: str, *, user: UserRef, channel_id: int, options: Options = None, subcommand: str | None = None,
-        group: str | None = None, permissions: int | None = None, locale: str = "en-US",
+        self,
+        name: str,
+        *,
+        user: UserRef,
+        channel_id: int,
+        options: Options = None,
+        subcommand: str | None = None,
+        group: str | None = None,
+        permissions: int | None = None,
+        locale: str = "en-US",
         resolved: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A slash command; ``options`` like ``{"prompt": "hi", "count": 2}`` or raw option dicts."""
         command_id, scope = self._command_ref(name, channel_id, 1)
-        data = command_data(name, options, command_id=command_id, subcommand=subcommand, group=group,
-                            command_guild_id=scope, resolved=resolved)
-        return await self.send_interaction(base_payload(self.world, SLASH, data, user=user, channel_id=channel_id,
-                                                        permissions=permissions, locale=locale))
+        data = command_data(
+            name,
+            options,
+            command_id=command_id,
+            subcommand=subcommand,
+            group=group,
+            command_guild_id=scope,
+            resolved=resolved,
+        )
+        return await self.send_interaction(
+            base_payload(
+                self.world, SLASH, data, user=user, channel_id=channel_id, permissions=permissions, locale=locale
+            )
+        )
 
-    async def send_message_command(self, name: str, target: dict[str, Any], *, user: UserRef,
-                                   permissions: int | None = None, locale: str = "en-US") -> dict[str, Any]:
+    async def send_message_command(
+        self, name: str, target: dict[str, Any], *, user: UserRef, permissions: int | None = None, locale: str = "en-US"
+    ) -> dict[str, Any]:
         """A message context-menu command on ``target`` (a message dict)."""
         channel_id = int(target["channel_id"])
         command_id, _ = self._command_ref(name, channel_id, 3)
         data = message_command_data(name, self.world.messages.get(int(target["id"]), target), command_id=command_id)
-        return await self.send_interaction(base_payload(self.world, SLASH, data, user=user, channel_id=channel_id,
-                                                        permissions=permissions, locale=locale))
+        return await self.send_interaction(
+            base_payload(
+                self.world, SLASH, data, user=user, channel_id=channel_id, permissions=permissions, locale=locale
+            )
+        )
 
     async def send_autocomplete(
-        self, name: str, focused: str, value: str, *, user: UserRef, channel_id: int, options: Options = None,
-        subcommand: str | None = None, group: str | None = None, locale: str = "en-US",
+        self,
+        name: str,
+        focused: str,
+        value: str,
+        *,
+        user: UserRef,
+        channel_id: int,
+        options: Options = None,
+        subcommand: str | None = None,
+        group: str | None = None,
+        locale: str = "en-US",
     ) -> dict[str, Any]:
         command_id, scope = self._command_ref(name, channel_id, 1)
-        data = autocomplete_data(name, focused, value, options, command_id=command_id, subcommand=subcommand,
-                                 group=group, command_guild_id=scope)
-        return await self.send_interaction(base_payload(self.world, AUTOCOMPLETE, data, user=user,
-                                                        channel_id=channel_id, locale=locale))
+        data = autocomplete_data(
+            name,
+            focused,
+            value,
+            options,
+            command_id=command_id,
+            subcommand=subcommand,
+            group=group,
+            command_guild_id=scope,
+        )
+        return await self.send_interaction(
+            base_payload(self.world, AUTOCOMPLETE, data, user=user, channel_id=channel_id, locale=locale)
+        )
 
-    async def send_modal_submit(self, custom_id: str, values: dict[str, str], *, user: UserRef, channel_id: int,
-                                layout: str = "row", locale: str = "en-US") -> dict[str, Any]:
+    async def send_modal_submit(
+        self,
+        custom_id: str,
+        values: dict[str, str],
+        *,
+        user: UserRef,
+        channel_id: int,
+        layout: str = "row",
+        locale: str = "en-US",
+    ) -> dict[str, Any]:
         data = modal_submit_data(custom_id, values, layout=layout)
-        return await self.send_interaction(base_payload(self.world, MODAL_SUBMIT, data, user=user,
-                                                        channel_id=channel_id, locale=locale))
+        return await self.send_interaction(
+            base_payload(self.world, MODAL_SUBMIT, data, user=user, channel_id=channel_id, locale=locale)
+        )
 
-    async def send_component(self, custom_id: str, message: dict[str, Any], *, user: UserRef,
-                             component_type: int = 2, values: list[str] | None = None) -> dict[str, Any]:
+    async def send_component(
+        self,
+        custom_id: str,
+        message: dict[str, Any],
+        *,
+        user: UserRef,
+        component_type: int = 2,
+        values: list[str] | None = None,
+    ) -> dict[str, Any]:
         """A button click (type 2) or select (types 3, 5-8, with ``values``) on a message."""
         data = component_data(custom_id, component_type, values)
         current = self.world.messages.get(int(message["id"]), message)
-        return await self.send_interaction(base_payload(self.world, MESSAGE_COMPONENT, data, user=user,
-                                                        channel_id=int(message["channel_id"]), message=current))
+        return await self.send_interaction(
+            base_payload(
+                self.world, MESSAGE_COMPONENT, data, user=user, channel_id=int(message["channel_id"]), message=current
+            )
+        )
 
     @property
     def interaction_callbacks(self) -> list[InteractionCallback]:
@@ -296,11 +387,19 @@ class DiscordStandin:
         """The first recorded request (from index ``start``) matching ``predicate``; no polling."""
         return await self.recorder.wait_for(predicate, timeout=timeout, start=start)
 
-    async def wait_for_route(self, route: str, *, method: str | None = None, channel_id: int | None = None,
-                             timeout: float = 5.0, start: int = 0) -> RecordedRequest:
+    async def wait_for_route(
+        self,
+        route: str,
+        *,
+        method: str | None = None,
+        channel_id: int | None = None,
+        timeout: float = 5.0,
+        start: int = 0,
+    ) -> RecordedRequest:
         """Like wait_for, indexed by (route, channel) so many concurrent waits stay O(1) per request."""
-        return await self.recorder.wait_for(lambda r: method is None or r.method == method, timeout=timeout,
-                                            start=start, key=(route, channel_id))
+        return await self.recorder.wait_for(
+            lambda r: method is None or r.method == method, timeout=timeout, start=start, key=(route, channel_id)
+        )
 
     def bot_messages(self, channel_id: int, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Messages the bot created in a channel, in order, as they are now, each with ``edits``
@@ -316,14 +415,16 @@ class DiscordStandin:
         assert not self.mention_violations, "messages could ping people:\n" + "\n".join(self.mention_violations)
 
     # ---- fault injection ------------------------------------------------------------------------
-    def rate_limit(self, method: str, route_pattern: str, *, retry_after: float = 0.2, times: int = 1,
-                   global_: bool = False) -> Fault:
+    def rate_limit(
+        self, method: str, route_pattern: str, *, retry_after: float = 0.2, times: int = 1, global_: bool = False
+    ) -> Fault:
         """Answer the next ``times`` matching requests with a 429 discord.py honours and retries.
         ``route_pattern``: a route name ("edit_message"), a template
         ("/channels/{channel_id}/messages/{message_id}") or a glob on the path ("/channels/*/typing");
         ``method`` may be "*"; ``times=-1`` means forever."""
-        return self.faults.add(rate_limit_fault(method, route_pattern, retry_after=retry_after, times=times,
-                                                global_=global_))
+        return self.faults.add(
+            rate_limit_fault(method, route_pattern, retry_after=retry_after, times=times, global_=global_)
+        )
 
     def fail(self, method: str, route_pattern: str, status: int, body: Any = None, times: int = 1) -> Fault:
         """Answer the next ``times`` matching requests with ``status`` and a JSON ``body``. Note that

@@ -26,8 +26,14 @@ class WebhookApi:
 
     def install(self, app: web.Application) -> None:
         add, r = self.s.rest.add, app.router
-        add(r, "POST", "/interactions/{interaction_id}/{token}/callback", "interaction_callback", self.callback,
-            auth=False)
+        add(
+            r,
+            "POST",
+            "/interactions/{interaction_id}/{token}/callback",
+            "interaction_callback",
+            self.callback,
+            auth=False,
+        )
         base = "/webhooks/{app_id}/{token}"
         add(r, "POST", base, "followup", self.followup, auth=False)
         for method, verb in (("GET", "get"), ("PATCH", "edit"), ("DELETE", "delete")):
@@ -49,10 +55,18 @@ class WebhookApi:
         payload = state.payload
         user = payload["member"]["user"] if "member" in payload else payload["user"]
         app_id = str(self.s.world.bot_id)
-        metadata = {"id": payload["id"], "type": payload["type"], "user": user,
-                    "authorizing_integration_owners": payload.get("authorizing_integration_owners", {})}
-        extra: dict[str, Any] = {"webhook_id": app_id, "application_id": app_id, "interaction_metadata": metadata,
-                                 "type": 0}
+        metadata = {
+            "id": payload["id"],
+            "type": payload["type"],
+            "user": user,
+            "authorizing_integration_owners": payload.get("authorizing_integration_owners", {}),
+        }
+        extra: dict[str, Any] = {
+            "webhook_id": app_id,
+            "application_id": app_id,
+            "interaction_metadata": metadata,
+            "type": 0,
+        }
         if payload["type"] == APPLICATION_COMMAND:
             name = payload["data"]["name"]
             extra["interaction"] = {"id": payload["id"], "type": payload["type"], "name": name, "user": user}
@@ -76,8 +90,9 @@ class WebhookApi:
         rest = self.s.rest
         if ctype == 4:
             rest.audit(rec, data)
-            status, message = rest.messages.create(state.channel_id, data, files,
-                                                   extra=self._message_extra(state, original=True))
+            status, message = rest.messages.create(
+                state.channel_id, data, files, extra=self._message_extra(state, original=True)
+            )
         elif ctype == 5:
             extra = {**self._message_extra(state, original=True), "flags": (flags & EPHEMERAL) | LOADING}
             status, message = rest.messages.create(state.channel_id, {}, [], extra=extra, allow_empty=True)
@@ -94,8 +109,9 @@ class WebhookApi:
             return error(400, 50035, f"Invalid interaction callback type {ctype}")
         if status >= 300:
             return status, message
-        callback = InteractionCallback(state.id, ctype, payload.get("data"), rec.at,
-                                       int(message["id"]) if message else None)
+        callback = InteractionCallback(
+            state.id, ctype, payload.get("data"), rec.at, int(message["id"]) if message else None
+        )
         state.callbacks.append(callback)
         self.s.interactions.callbacks.append(callback)
         if ctype in (4, 5) and message is not None:
@@ -107,7 +123,9 @@ class WebhookApi:
             resource["message"] = message
         return 200, {
             "interaction": {
-                "id": str(state.id), "type": state.payload["type"], "activity_instance_id": None,
+                "id": str(state.id),
+                "type": state.payload["type"],
+                "activity_instance_id": None,
                 "response_message_id": message["id"] if message else None,
                 "response_message_loading": ctype == 5,
                 "response_message_ephemeral": bool(message and message["flags"] & EPHEMERAL),
@@ -128,8 +146,9 @@ class WebhookApi:
             original["flags"] &= ~LOADING
             status, message = self.s.rest.messages.edit(original, payload, files)
         else:
-            status, message = self.s.rest.messages.create(state.channel_id, payload, files,
-                                                          extra=self._message_extra(state, original=False))
+            status, message = self.s.rest.messages.create(
+                state.channel_id, payload, files, extra=self._message_extra(state, original=False)
+            )
         if status >= 300:
             return status, message
         state.followup_ids.append(int(message["id"]))
@@ -164,8 +183,9 @@ class WebhookApi:
         msg["flags"] &= ~LOADING
         return self.s.rest.messages.edit(msg, payload, files)
 
-    async def delete_webhook_message(self, request: web.Request, rec: RecordedRequest, body: Any,
-                                     files: list) -> Result:
+    async def delete_webhook_message(
+        self, request: web.Request, rec: RecordedRequest, body: Any, files: list
+    ) -> Result:
         state = self._state(request, rec)
         if state is None:
             return error(404, 10015, "Unknown Webhook")

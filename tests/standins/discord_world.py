@@ -47,10 +47,17 @@ class Permission(enum.IntFlag):
 
 ALL_PERMISSIONS = (1 << 51) - 1
 DEFAULT_PERMISSIONS = int(
-    Permission.CREATE_INSTANT_INVITE | Permission.ADD_REACTIONS | Permission.VIEW_CHANNEL
-    | Permission.SEND_MESSAGES | Permission.EMBED_LINKS | Permission.ATTACH_FILES
-    | Permission.READ_MESSAGE_HISTORY | Permission.USE_EXTERNAL_EMOJIS | Permission.CHANGE_NICKNAME
-    | Permission.USE_APPLICATION_COMMANDS | Permission.CREATE_PUBLIC_THREADS
+    Permission.CREATE_INSTANT_INVITE
+    | Permission.ADD_REACTIONS
+    | Permission.VIEW_CHANNEL
+    | Permission.SEND_MESSAGES
+    | Permission.EMBED_LINKS
+    | Permission.ATTACH_FILES
+    | Permission.READ_MESSAGE_HISTORY
+    | Permission.USE_EXTERNAL_EMOJIS
+    | Permission.CHANGE_NICKNAME
+    | Permission.USE_APPLICATION_COMMANDS
+    | Permission.CREATE_PUBLIC_THREADS
     | Permission.SEND_MESSAGES_IN_THREADS
 )
 THREAD_TYPES = frozenset({10, 11, 12})
@@ -141,24 +148,47 @@ class World:
     def add_user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
         uid = user_id or self.ids.next()
         user = {
-            "id": str(uid), "username": name, "global_name": None if bot else name, "discriminator": "0",
-            "avatar": None, "bot": bot, "public_flags": 0, "flags": 0, "banner": None, "accent_color": None,
+            "id": str(uid),
+            "username": name,
+            "global_name": None if bot else name,
+            "discriminator": "0",
+            "avatar": None,
+            "bot": bot,
+            "public_flags": 0,
+            "flags": 0,
+            "banner": None,
+            "accent_color": None,
             "avatar_decoration_data": None,
         }
         self.users[uid] = user
         return user
 
     def add_guild(
-        self, name: str, *, owner_id: int | None = None, guild_id: int | None = None,
+        self,
+        name: str,
+        *,
+        owner_id: int | None = None,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
         gid = guild_id or self.ids.next()
         if owner_id is None:
             owner_id = as_id(self.add_user(f"{name}-owner"))
         data = {
-            "id": str(gid), "name": name, "icon": None, "owner_id": str(owner_id), "features": [],
-            "preferred_locale": "en-US", "verification_level": 0, "default_message_notifications": 1,
-            "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0, "premium_tier": 0,
-            "system_channel_id": None, "afk_timeout": 300, "description": None,
+            "id": str(gid),
+            "name": name,
+            "icon": None,
+            "owner_id": str(owner_id),
+            "features": [],
+            "preferred_locale": "en-US",
+            "verification_level": 0,
+            "default_message_notifications": 1,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "system_channel_id": None,
+            "afk_timeout": 300,
+            "description": None,
         }
         guild = self.guilds[gid] = Guild(data)
         guild.roles[gid] = self._role(gid, "@everyone", DEFAULT_PERMISSIONS, position=0)
@@ -169,9 +199,17 @@ class World:
 
     def _role(self, role_id: int, name: str, permissions: int, *, position: int) -> dict[str, Any]:
         return {
-            "id": str(role_id), "name": name, "permissions": str(permissions), "position": position,
-            "color": 0, "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
-            "hoist": False, "managed": False, "mentionable": False, "icon": None, "unicode_emoji": None,
+            "id": str(role_id),
+            "name": name,
+            "permissions": str(permissions),
+            "position": position,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
             "flags": 0,
         }
 
@@ -183,7 +221,11 @@ class World:
         return role
 
     def add_member(
-        self, guild_id: int, user: dict[str, Any] | int, *, roles: Iterable[dict[str, Any] | int] = (),
+        self,
+        guild_id: int,
+        user: dict[str, Any] | int,
+        *,
+        roles: Iterable[dict[str, Any] | int] = (),
         nick: str | None = None,
     ) -> dict[str, Any]:
         uid = as_id(user)
@@ -193,10 +235,18 @@ class World:
 
     def member_payload(self, user_id: int, roles: Iterable[dict[str, Any] | int], nick: str | None) -> dict:
         return {
-            "user": self.users[user_id], "roles": [str(as_id(r)) for r in roles], "nick": nick,
+            "user": self.users[user_id],
+            "roles": [str(as_id(r)) for r in roles],
+            "nick": nick,
             "avatar": None,
-            "banner": None, "joined_at": now_iso(), "premium_since": None, "deaf": False, "mute": False,
-            "flags": 0, "pending": False, "communication_disabled_until": None,
+            "banner": None,
+            "joined_at": now_iso(),
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
         }
 
     def partial_member(self, guild_id: int, user_id: int) -> dict[str, Any] | None:
@@ -210,10 +260,18 @@ class World:
         guild = self.guilds[guild_id]
         cid = channel_id or self.ids.next()
         channel = {
-            "id": str(cid), "type": 0, "guild_id": str(guild_id), "name": name,
+            "id": str(cid),
+            "type": 0,
+            "guild_id": str(guild_id),
+            "name": name,
             "position": len(guild.channel_ids),
-            "permission_overwrites": [], "topic": None, "nsfw": False, "last_message_id": None,
-            "rate_limit_per_user": 0, "parent_id": None, "flags": 0,
+            "permission_overwrites": [],
+            "topic": None,
+            "nsfw": False,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "parent_id": None,
+            "flags": 0,
         }
         self.channels[cid] = channel
         guild.channel_ids.append(cid)
@@ -221,20 +279,38 @@ class World:
         return channel
 
     def add_thread(
-        self, parent_channel_id: int, name: str, *, owner_id: int | None = None, thread_id: int | None = None,
+        self,
+        parent_channel_id: int,
+        name: str,
+        *,
+        owner_id: int | None = None,
+        thread_id: int | None = None,
     ) -> dict[str, Any]:
         parent = self.channels[parent_channel_id]
         guild_id = int(parent["guild_id"])
         tid = thread_id or self.ids.next()
         stamp = now_iso()
         thread = {
-            "id": str(tid), "type": 11, "guild_id": str(guild_id), "parent_id": str(parent_channel_id),
-            "owner_id": str(owner_id or self.bot_id), "name": name, "last_message_id": None,
-            "rate_limit_per_user": 0, "message_count": 0, "member_count": 1, "total_message_sent": 0,
-            "flags": 0, "applied_tags": [],
+            "id": str(tid),
+            "type": 11,
+            "guild_id": str(guild_id),
+            "parent_id": str(parent_channel_id),
+            "owner_id": str(owner_id or self.bot_id),
+            "name": name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "applied_tags": [],
             "thread_metadata": {
-                "archived": False, "auto_archive_duration": 1440, "archive_timestamp": stamp, "locked": False,
-                "create_timestamp": stamp, "invitable": True,
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": stamp,
+                "locked": False,
+                "create_timestamp": stamp,
+                "invitable": True,
             },
         }
         self.channels[tid] = thread
@@ -248,14 +324,24 @@ class World:
             return self.channels[self.dm_by_user[uid]]
         cid = self.ids.next()
         channel = {
-            "id": str(cid), "type": 1, "recipients": [self.users[uid]], "last_message_id": None, "flags": 0,
+            "id": str(cid),
+            "type": 1,
+            "recipients": [self.users[uid]],
+            "last_message_id": None,
+            "flags": 0,
         }
         self.channels[cid] = channel
         self.dm_by_user[uid] = cid
         return channel
 
     def set_overwrite(
-        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, member: bool,
+        self,
+        channel_id: int,
+        target_id: int,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+        member: bool,
     ) -> None:
         channel = self.channels[channel_id]
         overwrites = [o for o in channel["permission_overwrites"] if int(o["id"]) != target_id]
@@ -309,12 +395,22 @@ class World:
     def guild_create_payload(self, guild_id: int) -> dict[str, Any]:
         guild = self.guilds[guild_id]
         return {
-            **guild.data, "unavailable": False, "large": False, "member_count": len(guild.members),
-            "joined_at": guild.members[self.bot_id]["joined_at"], "roles": list(guild.roles.values()),
+            **guild.data,
+            "unavailable": False,
+            "large": False,
+            "member_count": len(guild.members),
+            "joined_at": guild.members[self.bot_id]["joined_at"],
+            "roles": list(guild.roles.values()),
             "channels": [self.channels[c] for c in guild.channel_ids],
             "threads": [self.channels[t] for t in guild.thread_ids],
-            "members": list(guild.members.values()), "emojis": [], "stickers": [], "presences": [],
-            "voice_states": [], "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
+            "members": list(guild.members.values()),
+            "emojis": [],
+            "stickers": [],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
         }
 
     def mentioned_user_ids(self, content: str) -> list[int]:
@@ -326,10 +422,18 @@ class World:
         return user if member is None else {**user, "member": member}
 
     def build_message(
-        self, channel_id: int, author: dict[str, Any] | int, content: str, *,
-        mentions: Iterable[dict[str, Any] | int] = (), reply_to: dict[str, Any] | None = None,
-        attachments: Iterable[dict[str, Any]] = (), flags: int = 0, message_id: int | None = None,
-        extra: dict[str, Any] | None = None, parse_mentions: bool = True,
+        self,
+        channel_id: int,
+        author: dict[str, Any] | int,
+        content: str,
+        *,
+        mentions: Iterable[dict[str, Any] | int] = (),
+        reply_to: dict[str, Any] | None = None,
+        attachments: Iterable[dict[str, Any]] = (),
+        flags: int = 0,
+        message_id: int | None = None,
+        extra: dict[str, Any] | None = None,
+        parse_mentions: bool = True,
     ) -> dict[str, Any]:
         """A MESSAGE_CREATE-shaped message. With ``parse_mentions``, known users written as ``<@id>``
         in the content count as mentioned, like on Discord."""
@@ -340,12 +444,22 @@ class World:
             mention_ids.update((u, None) for u in self.mentioned_user_ids(content))
         mid = message_id or self.ids.next()
         msg: dict[str, Any] = {
-            "id": str(mid), "channel_id": str(channel_id), "author": self.users[author_id],
+            "id": str(mid),
+            "channel_id": str(channel_id),
+            "author": self.users[author_id],
             "content": content,
-            "timestamp": snowflake_time(mid), "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [self.user_with_member(u, guild_id) for u in mention_ids],
-            "mention_roles": ROLE_MENTION.findall(content), "attachments": list(attachments), "embeds": [],
-            "components": [], "pinned": False, "type": 0, "flags": flags,
+            "timestamp": snowflake_time(mid),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [self.user_with_member(u, guild_id) for u in mention_ids],
+            "mention_roles": ROLE_MENTION.findall(content),
+            "attachments": list(attachments),
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": flags,
         }
         if guild_id is not None:
             msg["guild_id"] = str(guild_id)
@@ -354,13 +468,14 @@ class World:
                 msg["member"] = member
         if reply_to is not None:
             ref_id = int(reply_to["id"])
-            referenced = {
-                k: v for k, v in self.messages.get(ref_id, reply_to).items() if k != "referenced_message"
-            }
+            referenced = {k: v for k, v in self.messages.get(ref_id, reply_to).items() if k != "referenced_message"}
             msg["type"] = 19
             msg["message_reference"] = {
-                "type": 0, "message_id": str(ref_id), "channel_id": referenced["channel_id"],
-                "fail_if_not_exists": False, **({"guild_id": str(guild_id)} if guild_id else {}),
+                "type": 0,
+                "message_id": str(ref_id),
+                "channel_id": referenced["channel_id"],
+                "fail_if_not_exists": False,
+                **({"guild_id": str(guild_id)} if guild_id else {}),
             }
             msg["referenced_message"] = referenced
         if extra:
@@ -388,13 +503,23 @@ class World:
 
     # ---- attachments -------------------------------------------------------------------------
     def add_attachment(
-        self, data: bytes, filename: str, content_type: str, *, channel_id: int = 0,
-        duration_secs: float | None = None, waveform: str | None = None,
+        self,
+        data: bytes,
+        filename: str,
+        content_type: str,
+        *,
+        channel_id: int = 0,
+        duration_secs: float | None = None,
+        waveform: str | None = None,
     ) -> dict[str, Any]:
         aid = self.ids.next()
         url = f"{self.cdn_base}/attachments/{channel_id}/{aid}/{quote(filename)}?ex={aid % 0xFFFFFF:x}&is=0&hm=00&"
         payload: dict[str, Any] = {
-            "id": str(aid), "filename": filename, "size": len(data), "url": url, "proxy_url": url,
+            "id": str(aid),
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
             "content_type": content_type,
         }
         if duration_secs is not None:
