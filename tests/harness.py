@@ -24,6 +24,26 @@ MANAGE_MESSAGES = 1 << 13
 SEND_MESSAGES = 1 << 11
 
 
+DEFERRED = 5  # interaction callback type: "thinking…", a follow-up comes later
+EPHEMERAL = 1 << 6
+
+
+@dataclass
+class Response:
+    """What an interaction answered: the callback type and its message data (content, flags...)."""
+
+    type: int
+    data: dict[str, Any]
+
+    @property
+    def content(self) -> str:
+        return self.data.get("content") or ""
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.data.get("flags", 0) & EPHEMERAL)
+
+
 @dataclass
 class World:
     """A small Discord: one guild with a channel and a thread, two members, a DM channel."""
@@ -75,6 +95,39 @@ class Chat:
 
         await self.dc.wait_for(shows, timeout=timeout)
         return self.dc.bot_messages(channel_id)[-1]
+
+    async def command(
+        self,
+        name: str,
+        *,
+        user: dict[str, Any] | None = None,
+        channel_id: int | None = None,
+        subcommand: str | None = None,
+        options: dict[str, Any] | None = None,
+        permissions: int | None = 0,
+    ) -> Response:
+        """Run a slash command like a member with ``permissions`` (bits) in the channel; return what
+        the user sees: the immediate response, or the follow-up after a deferral."""
+        payload = await self.dc.send_command(
+            name,
+            user=user or self.world.alice,
+            channel_id=channel_id or self.world.channel_id,
+            subcommand=subcommand,
+            options=options,
+            permissions=permissions,
+        )
+        return await self.response_to(payload)
+
+    async def response_to(self, payload: dict[str, Any]) -> Response:
+        marker = f"/{payload['id']}/{payload['token']}/"
+        callback = await self.dc.wait_for(lambda r: r.route == "interaction_callback" and marker in r.path)
+        if callback.json["type"] != DEFERRED:
+            return Response(callback.json["type"], callback.json.get("data") or {})
+        token = f"/{payload['token']}"
+        followup = await self.dc.wait_for(
+            lambda r: r.route in ("followup", "edit_original") and token in r.path, start=callback.index
+        )
+        return Response(DEFERRED, followup.json)
 
     async def stored_turns(self, conversation_id: int) -> list[dict[str, Any]]:
         redis = self.bot.services.redis

@@ -93,6 +93,7 @@ class Gateway:
         self.live: dict[tuple[int, int], Session] = {}  # (shard_id, shard_count) -> current session
         self.connections: set[Connection] = set()
         self.identify_count = 0
+        self._identified = asyncio.Condition()
         self.resume_count = 0
         self.ops_received: list[dict[str, Any]] = []
 
@@ -168,7 +169,18 @@ class Gateway:
         session.emit("READY", json.dumps(ready))
         for gid in guild_ids:
             session.emit("GUILD_CREATE", json.dumps(world.guild_create_payload(gid)))
+        async with self._identified:
+            self._identified.notify_all()
         return session
+
+    async def wait_identified(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Until ``count`` IDENTIFYs have been answered with READY and the guilds (e.g. a bot in
+        another process has connected)."""
+        try:
+            async with asyncio.timeout(timeout), self._identified:
+                await self._identified.wait_for(lambda: self.identify_count >= count)
+        except TimeoutError:
+            raise AssertionError(f"{self.identify_count} of {count} IDENTIFY within {timeout}s") from None
 
     async def _resume(self, conn: Connection, data: dict[str, Any]) -> Session | None:
         session = self.sessions.get(str(data.get("session_id")))
