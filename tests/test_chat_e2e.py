@@ -172,11 +172,12 @@ async def test_model_output_cannot_ping_anyone(chat_bot, world) -> None:
         assert sends and all(pings_nobody(r.json) for r in sends)
 
 
-async def test_an_answer_cut_at_the_reply_limit_says_so(chat_bot, world) -> None:
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+async def test_an_answer_stopped_early_says_why(chat_bot, world, finish_reason) -> None:
     async with chat_bot() as chat:
-        chat.model.script(Reply("This answer goes on and", finish_reason="length"))
+        chat.model.script(Reply("This answer goes on and", finish_reason=finish_reason))
         await chat.mention(world.channel_id, "tell me everything")
-        await chat.answer(world.channel_id, f"This answer goes on and\n\n{NOTES['length']}")
+        await chat.answer(world.channel_id, f"This answer goes on and\n\n{NOTES[finish_reason]}")
         assert len(await chat.stored_turns(world.channel_id)) == 2
 
 
