@@ -53,8 +53,12 @@ class Batch:
 
     async def execute(self) -> None:
         """One round trip; Redis failures become StorageUnavailable."""
-        replies = await guarded(self.pipe.execute)
+        replies = await self.execute_raw()
         start = 0
         for count, pending in self._parts:
             pending._resolve(replies[start : start + count])
             start += count
+
+    async def execute_raw(self) -> list[Any]:
+        """One round trip returning every reply (for commands queued directly on ``pipe``)."""
+        return await guarded(self.pipe.execute)

@@ -62,6 +62,19 @@ class ChatSettings:
     allow_dms: bool = True
 
 
+# OpenAI's audio API takes files of at most 25 MB.
+MAX_AUDIO_BYTES = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    enabled: bool = True
+    model: str = "whisper-1"
+    max_bytes: int = MAX_AUDIO_BYTES
+    max_seconds: float = 300.0  # checked against the length Discord reports (voice messages)
+    timeout_s: float = 60.0  # the whole transcription, retries included
+
+
 @dataclass(frozen=True)
 class Persona:
     name: str
@@ -97,6 +110,42 @@ class PersonaSettings:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What a model costs, in dollars: per million input/output tokens, per minute of audio."""
+
+    model: str
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+    audio_per_minute: float = 0.0
+
+
+DEFAULT_PRICES = (
+    Price("gpt-5.4-mini", input_per_million=0.75, output_per_million=4.5),
+    Price("whisper-1", audio_per_minute=0.006),
+)
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    retention_days: int = 90  # daily usage records are kept this long
+    prices: tuple[Price, ...] = DEFAULT_PRICES
+
+    def price(self, model: str) -> Price | None:
+        return next((p for p in self.prices if p.model == model), None)
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """0 turns a limit off."""
+
+    guild_daily_tokens: int = 0
+    user_daily_tokens: int = 0
+    user_turns: int = 0  # turns a user may start per window...
+    user_window_s: float = 60.0  # ...a sliding window, shared by every process on the same Redis
+    duplicate_ttl_s: int = 86_400  # how long a handled message id is remembered (replays, 2nd process)
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -111,6 +160,8 @@ class Secrets:
     redis_url: str | None = None
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
+    transcription_base_url: str | None = None  # unset: the chat model's server
+    transcription_api_key: str | None = None
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return "Secrets(<redacted>)"
@@ -124,7 +175,10 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
     personas: PersonaSettings = field(default_factory=PersonaSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets("", ""))
     base_dir: Path = field(default_factory=Path.cwd)
@@ -142,6 +196,8 @@ ENV_VARS = {
     "REDIS_URL": "redis://host:port/db; unset: an embedded Redis stores data next to the config",
     "DISCORD_API_BASE": "a Discord-compatible REST base, e.g. a Spacebar server (default Discord's)",
     "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
+    "TRANSCRIPTION_BASE_URL": "an OpenAI-compatible server for voice messages (default: the chat model's)",
+    "TRANSCRIPTION_API_KEY": "that server's API key (default: none with TRANSCRIPTION_BASE_URL, else OPENAI_API_KEY)",
 }
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
@@ -179,6 +235,8 @@ def _build(cls: type, value: Any, where: str, file: str) -> Any:
             raise ConfigError(f"{file}: unknown key {where}.{key} (expected one of: {', '.join(sorted(known))})")
         if cls is PersonaSettings and key == "builtin":
             kwargs[key] = _personas(item, f"{where}.{key}", file)
+        elif cls is UsageSettings and key == "prices":
+            kwargs[key] = _tables(Price, item, f"{where}.{key}", file)
         else:
             kwargs[key] = _check_type(item, hints[key], f"{where}.{key}", file)
     for f in dataclasses.fields(cls):
@@ -188,10 +246,16 @@ def _build(cls: type, value: Any, where: str, file: str) -> Any:
     return cls(**kwargs)
 
 
+def _tables(cls: type, value: Any, where: str, file: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{file}: {where} must be a list of [[{where}]] tables")
+    return tuple(_build(cls, item, f"{where}[{i}]", file) for i, item in enumerate(value))
+
+
 def _personas(value: Any, where: str, file: str) -> tuple[Persona, ...]:
-    if not isinstance(value, list) or not value:
+    personas = _tables(Persona, value, where, file)
+    if not personas:
         raise ConfigError(f"{file}: {where} must be one or more [[{where}]] tables")
-    personas = tuple(_build(Persona, item, f"{where}[{i}]", file) for i, item in enumerate(value))
     for i, persona in enumerate(personas):
         if not persona.name or not persona.prompt:
             raise ConfigError(f"{file}: {where}[{i}] needs a name and a prompt")
@@ -232,6 +296,25 @@ def _check_ranges(s: Settings, file: str) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
+    not_negative = {
+        "limits.guild_daily_tokens": s.limits.guild_daily_tokens,
+        "limits.user_daily_tokens": s.limits.user_daily_tokens,
+        "limits.user_turns": s.limits.user_turns,
+        **{
+            f"usage.prices[{p.model}]": min(p.input_per_million, p.output_per_million, p.audio_per_minute)
+            for p in s.usage.prices
+        },
+    }
+    for key, value in not_negative.items():
+        if value < 0:
+            raise ConfigError(f"{file}: {key} must be 0 or more, got {value}")
+    for key, value in {
+        "limits.user_window_s": s.limits.user_window_s,
+        "limits.duplicate_ttl_s": s.limits.duplicate_ttl_s,
+        "usage.retention_days": s.usage.retention_days,
+    }.items():
+        if value <= 0:
+            raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
     if s.model.max_retries < 0:
         raise ConfigError(f"{file}: model.max_retries must be 0 or more, got {s.model.max_retries}")
     if s.model.max_reply_tokens + s.tokens.margin >= s.model.context_window:
@@ -245,6 +328,17 @@ def _check_ranges(s: Settings, file: str) -> None:
         raise ConfigError(f"{file}: personas.custom_max_chars must be between 1 and {MAX_CUSTOM_PROMPT_CHARS}")
     if not s.redis.key_prefix or any(c in s.redis.key_prefix for c in "{} "):
         raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
+    _check_voice(s.voice, file)
+
+
+def _check_voice(v: VoiceSettings, file: str) -> None:
+    if not v.model:
+        raise ConfigError(f"{file}: voice.model must name a transcription model, e.g. 'whisper-1'")
+    if not 1 <= v.max_bytes <= MAX_AUDIO_BYTES:
+        raise ConfigError(f"{file}: voice.max_bytes must be between 1 and {MAX_AUDIO_BYTES} (25 MB), got {v.max_bytes}")
+    for key, value in {"voice.max_seconds": v.max_seconds, "voice.timeout_s": v.timeout_s}.items():
+        if value <= 0:
+            raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
 
 
 def _secrets(env: Mapping[str, str]) -> Secrets:
@@ -268,4 +362,6 @@ def _secrets(env: Mapping[str, str]) -> Secrets:
         redis_url=get("REDIS_URL"),
         discord_api_base=get("DISCORD_API_BASE"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
+        transcription_base_url=get("TRANSCRIPTION_BASE_URL"),
+        transcription_api_key=get("TRANSCRIPTION_API_KEY"),
     )

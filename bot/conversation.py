@@ -1,8 +1,9 @@
 """One chat turn, end to end, as an async stream of text.
 
-The walk: one Redis round trip reads the stored window; the window is fitted to the token budget from
-stored counts (only the new message is tokenised); the model streams; on success one MULTI round trip
-appends the user's turn and the answer together. On any failure nothing is written.
+The walk: one Redis round trip claims the message, checks the user's rate limit and the daily budgets,
+and reads the persona and the stored window; the window is fitted to the token budget from stored counts
+(only the new message is tokenised); the model streams; on success one more round trip appends the
+user's turn and the answer together (atomically) and adds the usage. On any failure no history is written.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import redis.asyncio as aioredis
 from bot.batch import Batch
 from bot.errors import MessageTooLong
 from bot.history import HistoryStore, Turn, Window, api_name
+from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
 from bot.personas import PersonaStore
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
+from bot.usage import UsageStore, day_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,12 @@ class ChatRequest:
     guild_name: str | None = None
     parent_id: int | None = None  # a thread's parent channel (for the persona)
     spoken: bool = False
+    claim: bool = True  # False when the caller already claimed the message (voice claims early)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    """The turn passed its checks and the model is being asked: time to show "typing"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,8 @@ class ChatService:
         max_reply_tokens: int,
         margin: int,
         personas: PersonaStore,
+        usage: UsageStore,
+        limits: Limits,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.redis = redis
@@ -94,27 +105,49 @@ class ChatService:
         self.max_reply_tokens = max_reply_tokens
         self.margin = margin
         self.personas = personas
+        self.usage = usage
+        self.limits = limits
         self.clock = clock
         self.locks = ConversationLocks()
 
-    async def turn(self, request: ChatRequest) -> AsyncIterator[str | TurnDone]:
-        """Yield the answer's text deltas, then a ``TurnDone``. Raises ``BotError`` subclasses; after
-        an error nothing has been stored."""
+    async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
+        """Yield ``TurnStarted`` once the turn is allowed, the answer's text deltas, then ``TurnDone``.
+        Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written."""
         # Taking the lock is the first await, so turns queue in the order their messages arrived.
         async with self.locks.hold(request.conversation_id):
+            now = self.clock()
+            day = day_key(now)
+            # The one read round trip: every check and everything the prompt needs.
             batch = Batch(self.redis)
+            if request.claim:
+                batch.add(self.limits.queue_claim(request.message_id))
+            rate = (
+                batch.add(self.limits.queue_rate(request.author_id, request.message_id, now))
+                if self.limits.rate_limited
+                else None
+            )
+            spent = (
+                batch.add(self.usage.queue_tokens_spent(request.guild_id, request.author_id, day))
+                if self.limits.budgeted
+                else None
+            )
             persona = batch.add(
                 self.personas.queue_active(request.guild_id, request.conversation_id, request.parent_id)
             )
             read = batch.add(self.history.queue_read(request.conversation_id))
             await batch.execute()
+            if rate is not None:
+                rate.value.enforce()
+            if spent is not None:
+                self.limits.enforce_budgets(request.guild_id, *spent.value, now)
             window = read.value
 
             system_prompt = persona.value.render(
-                bot_name=request.bot_name, guild_name=request.guild_name, today=self.clock().date()
+                bot_name=request.bot_name, guild_name=request.guild_name, today=now.date()
             )
             user_turn = self._user_turn(request)
             messages = self._prompt(system_prompt, window, user_turn)
+            yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
             async for event in self.model.stream(messages):
@@ -130,8 +163,7 @@ class ChatService:
                 self.counter.count(text),
                 estimated=True,
             )
-            if text:
-                await self._store(request.conversation_id, window, user_turn, text, usage)
+            await self._finish(request, day, window, user_turn, text, usage)
             yield TurnDone(text, finish.reason, usage)
 
     def _user_turn(self, request: ChatRequest) -> Turn:
@@ -163,11 +195,23 @@ class ChatService:
         history = window.messages[len(window.messages) - kept :]
         return [system, *history, user_turn.to_message()]
 
-    async def _store(self, conversation_id: int, window: Window, user_turn: Turn, text: str, usage: Usage) -> None:
-        answer_tokens = self.counter.message(text)
-        answer = Turn(role="assistant", content=text, tokens=answer_tokens)
+    async def _finish(
+        self, request: ChatRequest, day: str, window: Window, user_turn: Turn, text: str, usage: Usage
+    ) -> None:
+        """The one write round trip: the exchange (unless the answer is empty) and the usage."""
         batch = Batch(self.redis)
-        batch.add(self.history.queue_append(conversation_id, window, (user_turn, answer)))
+        if text:
+            answer = Turn(role="assistant", content=text, tokens=self.counter.message(text))
+            batch.add(self.history.queue_append(request.conversation_id, window, (user_turn, answer)))
+        batch.add(
+            self.usage.queue_record(
+                guild_id=request.guild_id,
+                user_id=request.author_id,
+                model=self.model.settings.name,
+                day=day,
+                usage=usage,
+            )
+        )
         await batch.execute()
 
     async def forget(self, conversation_id: int) -> int:

@@ -6,11 +6,14 @@ exception's arguments and its ``__cause__``, never in ``user_message``.
 
 from __future__ import annotations
 
+import math
+
 
 class BotError(Exception):
     """Base class: something went wrong that the user should hear about in one sentence."""
 
     user_message = "Something went wrong on my side. Please try again in a moment."
+    silent = False  # True: the user is not told (e.g. a duplicate event, a notice already given)
 
     def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
         super().__init__(detail or self.user_message)
@@ -39,6 +42,42 @@ class MessageTooLong(BotError):
         )
         self.tokens = tokens
         self.budget = budget
+
+
+class DuplicateMessage(BotError):
+    """This Discord message is already handled (a replayed event, or another process got it)."""
+
+    silent = True
+
+
+class TooManyTurns(BotError):
+    """The user's per-window turn limit is reached. Told once per window, then refused silently."""
+
+    def __init__(self, retry_after_s: float, *, notify: bool) -> None:
+        super().__init__(
+            f"rate limited for {retry_after_s:.1f} s",
+            user_message=f"You're sending messages faster than I can answer. Please wait {_duration(retry_after_s)}.",
+        )
+        self.retry_after_s = retry_after_s
+        self.silent = not notify
+
+
+class BudgetExceeded(BotError):
+    """A daily token budget is spent; ``resets_at`` is the next UTC midnight (unix seconds)."""
+
+    def __init__(self, whose: str, resets_at: int) -> None:
+        super().__init__(
+            f"{whose} daily token budget spent",
+            user_message=f"{whose.capitalize()} daily budget for the model is used up. It resets <t:{resets_at}:R>.",
+        )
+        self.resets_at = resets_at
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{round(seconds / 60)} min"
 
 
 class ModelError(BotError):
@@ -80,3 +119,57 @@ class StreamInterrupted(ModelError):
     """The answer stopped part-way: no finish reason, a malformed chunk or a dropped connection."""
 
     user_message = "The model's answer was interrupted. Please try again."
+
+
+class AudioError(BotError):
+    """Base for audio the bot will not (or cannot) transcribe; nothing is stored and no model is asked."""
+
+
+class NotAudio(AudioError):
+    user_message = "I can only transcribe voice messages and audio files (mp3, mp4, m4a, ogg, wav, webm, flac)."
+
+
+class AudioEmpty(AudioError):
+    user_message = "That audio file is empty."
+
+
+class AudioTooLarge(AudioError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"audio of {size} bytes exceeds the limit of {limit}",
+            user_message=f"That audio is too big for me ({_megabytes(size)}); I can take at most {_megabytes(limit)}.",
+        )
+
+
+class AudioTooLong(AudioError):
+    def __init__(self, seconds: float, limit: float) -> None:
+        super().__init__(
+            f"audio of {seconds:.1f} s exceeds the limit of {limit:.0f} s",
+            user_message=f"That recording is too long for me ({_clock(seconds)}); I can take at most {_clock(limit)}.",
+        )
+
+
+class AudioRejected(AudioError):
+    """The transcription server could not read the audio (it answered 400)."""
+
+    user_message = "I couldn't read that audio: the file may be damaged or in a format I can't transcribe."
+
+
+class AudioUnavailable(AudioError):
+    """Discord did not deliver the attachment's bytes."""
+
+    user_message = "I couldn't download that audio from Discord. Please try again."
+
+
+class NothingHeard(AudioError):
+    user_message = "I couldn't hear anything in that voice message."
+
+
+def _megabytes(size: int) -> str:
+    # Rounded up, so a file just over the limit never reads as equal to it.
+    return f"{math.ceil(size / 104_857.6) / 10:.1f} MB"
+
+
+def _clock(seconds: float) -> str:
+    whole = max(1, math.ceil(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"

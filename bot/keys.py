@@ -25,6 +25,26 @@ class Keys:
         """Hash: "guild" -> the guild's persona, "custom" -> its custom prompt, "channel:<id>" -> overrides."""
         return f"{self.prefix}:persona:{{{guild_id}}}"
 
+    def guild_usage(self, guild_id: int | None, day: str) -> str:
+        """Hash of one guild's usage on one UTC day (DMs count under "dm"); fields per model."""
+        return f"{self.prefix}:usage:guild:{{{guild_id if guild_id is not None else 'dm'}}}:{day}"
+
+    def user_usage(self, user_id: int, day: str) -> str:
+        """Hash of one user's usage on one UTC day, across guilds and DMs."""
+        return f"{self.prefix}:usage:user:{{{user_id}}}:{day}"
+
+    def seen(self, message_id: int) -> str:
+        """Set once a Discord message is being handled: a replayed event is not answered twice."""
+        return f"{self.prefix}:seen:{{{message_id}}}"
+
+    def rate(self, user_id: int) -> str:
+        """Sorted set of a user's recent turns (sliding window)."""
+        return f"{self.prefix}:rate:{{{user_id}}}"
+
+    def rate_notice(self, user_id: int) -> str:
+        """Present while the user has already been told to wait in this window."""
+        return f"{self.prefix}:rate:{{{user_id}}}:notice"
+
     def pattern(self) -> str:
         """Matches every key of this prefix (for tests and maintenance scans)."""
         return f"{self.prefix}:*"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import openai
@@ -14,10 +15,12 @@ from bot.config import Settings
 from bot.conversation import ChatService
 from bot.history import HistoryStore
 from bot.keys import Keys
+from bot.limits import Limits
 from bot.llm import ChatModel, build_client
 from bot.personas import PersonaStore
 from bot.storage import open_redis
 from bot.tokens import TokenCounter, load_encoding
+from bot.usage import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ class Services:
     keys: Keys
     history: HistoryStore
     personas: PersonaStore
+    usage: UsageStore
+    limits: Limits
     chat: ChatService
 
 
@@ -47,7 +52,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
 
 def build_services(
-    settings: Settings, redis: aioredis.Redis, client: openai.AsyncOpenAI, counter: TokenCounter
+    settings: Settings,
+    redis: aioredis.Redis,
+    client: openai.AsyncOpenAI,
+    counter: TokenCounter,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> Services:
     """Wire the services around already-open clients (start-up, tests and the benchmark share this)."""
     keys = Keys(settings.redis.key_prefix)
@@ -58,6 +67,8 @@ def build_services(
         cache_size=settings.history.cache_conversations,
     )
     personas = PersonaStore(redis, keys, settings.personas)
+    usage = UsageStore(redis, keys, settings.usage)
+    limits = Limits(redis, keys, settings.limits)
     chat = ChatService(
         redis=redis,
         history=history,
@@ -67,5 +78,8 @@ def build_services(
         max_reply_tokens=settings.model.max_reply_tokens,
         margin=settings.tokens.margin,
         personas=personas,
+        usage=usage,
+        limits=limits,
+        **({"clock": clock} if clock else {}),
     )
-    return Services(settings, redis, client, keys, history, personas, chat)
+    return Services(settings, redis, client, keys, history, personas, usage, limits, chat)

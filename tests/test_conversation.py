@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -32,7 +33,14 @@ from tests.standins.redis_proxy import RoundTripProxy
 CHANNEL = 1001
 
 
-def request(text: str, *, conversation: int = CHANNEL, message_id: int = 1, author: str = "Alice") -> ChatRequest:
+_message_ids = itertools.count(10_000)
+
+
+def request(
+    text: str, *, conversation: int = CHANNEL, message_id: int | None = None, author: str = "Alice"
+) -> ChatRequest:
+    """A chat request; Discord message ids are unique, so each gets a fresh one unless given."""
+    message_id = message_id if message_id is not None else next(_message_ids)
     return ChatRequest(
         conversation_id=conversation,
         guild_id=500,
@@ -51,7 +59,7 @@ async def run_turn(services: Services, req: ChatRequest) -> tuple[list[str], Tur
     async for event in services.chat.turn(req):
         if isinstance(event, TurnDone):
             done = event
-        else:
+        elif isinstance(event, str):
             deltas.append(event)
     assert done is not None
     return deltas, done

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.conversation import ChatRequest, TurnDone
+from bot.conversation import ChatRequest, TurnDone, TurnStarted
 from bot.errors import BotError
 from bot.splitting import close_open_fence, split_message
 
@@ -120,15 +120,19 @@ class StreamingReply:
 async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest) -> None:
     """Run one chat turn for ``source`` and stream its answer into the channel."""
     reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s)
-    reply.start_typing()
     try:
         async for event in bot.services.chat.turn(request):
-            if isinstance(event, TurnDone):
+            if isinstance(event, TurnStarted):
+                reply.start_typing()
+            elif isinstance(event, TurnDone):
                 note = NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER)
                 await reply.finish(note)
             else:
                 await reply.add(event)
     except BotError as exc:
+        if exc.silent:
+            log.debug("Turn in %s skipped: %s", request.conversation_id, exc)
+            return
         log.warning("Turn in %s failed: %s", request.conversation_id, exc, exc_info=exc.__cause__ is not None)
         await reply.fail(exc)
     finally:
