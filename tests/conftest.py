@@ -62,6 +62,27 @@ async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis
 
 
 @pytest.fixture
+async def counted_redis(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, Any]]:
+    """A client whose traffic goes through a proxy that counts round trips: ``(client, proxy)``."""
+    from urllib.parse import urlparse
+
+    from tests.standins.redis_proxy import RoundTripProxy
+
+    parsed = urlparse(redis_url)
+    if parsed.scheme == "unix":
+        proxy = await RoundTripProxy(unix_socket=parsed.path).start()
+    else:
+        proxy = await RoundTripProxy(host=parsed.hostname, port=parsed.port or 6379).start()
+    client = aioredis.Redis.from_url(proxy.url)
+    await client.ping()  # open the pooled connection before anything is counted
+    try:
+        yield client, proxy
+    finally:
+        await client.aclose()
+        await proxy.close()
+
+
+@pytest.fixture
 async def model_server() -> AsyncIterator[ModelServer]:
     async with ModelServer(api_key=TEST_API_KEY, models=(TEST_MODEL,)) as server:
         yield server
@@ -115,11 +136,13 @@ async def services_factory(
 
     clients = []
 
-    def build(settings: Settings | None = None, redis_client: aioredis.Redis | None = None) -> Services:
+    def build(
+        settings: Settings | None = None, redis_client: aioredis.Redis | None = None, clock: Any = None
+    ) -> Services:
         settings = settings or make_settings()
         client = build_client(settings.model, settings.secrets.openai_api_key, settings.secrets.openai_base_url)
         clients.append(client)
-        return build_services(settings, redis_client or redis, client, token_counter)
+        return build_services(settings, redis_client or redis, client, token_counter, clock)
 
     yield build
     for client in clients:

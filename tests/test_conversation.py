@@ -28,7 +28,6 @@ from bot.services import Services
 from bot.storage import connect
 from tests.conftest import replace_settings
 from tests.standins.model_server import Cut, Drop, Error, Malformed, ModelServer, Reply, Stall, StallMidStream
-from tests.standins.redis_proxy import RoundTripProxy
 
 CHANNEL = 1001
 
@@ -257,36 +256,21 @@ async def test_different_conversations_stream_concurrently(services: Services, m
 
 @pytest.mark.parametrize("stored_turns", [10, 1000])
 async def test_two_redis_round_trips_per_turn_whatever_the_history(
-    services_factory, make_settings, redis_url: str, model_server: ModelServer, stored_turns: int
+    services_factory, make_settings, counted_redis, model_server: ModelServer, stored_turns: int
 ) -> None:
-    socket = redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else None
-    target = {"unix_socket": socket} if socket else _host_port(redis_url)
-    proxy = await RoundTripProxy(**target).start()
-    client = aioredis.Redis.from_url(proxy.url)
-    try:
-        services = services_factory(make_settings(history={"max_messages": 2000}), redis_client=client)
-        turns = [
-            json.dumps({"role": role, "content": f"{role} {i}", "tokens": 6})
-            for i in range(stored_turns // 2)
-            for role in ("user", "assistant")
-        ]
-        await client.rpush(services.keys.turns(CHANNEL), *turns)
-        await client.ping()  # open the pooled connection before counting
-        for i in range(3):
-            before = proxy.round_trips
-            await run_turn(services, request(f"new {i}", message_id=i + 1))
-            assert proxy.round_trips - before == 2
-        assert len(model_server.requests[-1].messages) == 1 + stored_turns + 5
-    finally:
-        await client.aclose()
-        await proxy.close()
-
-
-def _host_port(url: str) -> dict:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    return {"host": parsed.hostname, "port": parsed.port or 6379}
+    client, proxy = counted_redis
+    services = services_factory(make_settings(history={"max_messages": 2000}), redis_client=client)
+    turns = [
+        json.dumps({"role": role, "content": f"{role} {i}", "tokens": 6})
+        for i in range(stored_turns // 2)
+        for role in ("user", "assistant")
+    ]
+    await client.rpush(services.keys.turns(CHANNEL), *turns)
+    for i in range(3):
+        before = proxy.round_trips
+        await run_turn(services, request(f"new {i}", message_id=i + 1))
+        assert proxy.round_trips - before == 2
+    assert len(model_server.requests[-1].messages) == 1 + stored_turns + 5
 
 
 async def test_storage_down_is_reported_and_the_model_is_not_called(

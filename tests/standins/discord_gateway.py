@@ -70,6 +70,10 @@ class Session:
     buffer: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=BUFFER_SIZE))
     conn: Connection | None = None
     resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    live_key: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.live_key = self.live_key or (self.shard_id, self.shard_count)
 
     def owns(self, guild_id: int | None) -> bool:
         return shard_of(guild_id, self.shard_count) == self.shard_id
@@ -90,7 +94,10 @@ class Gateway:
         self.heartbeat_interval = 45_000
         self.enforce_message_content_intent = True
         self.sessions: dict[str, Session] = {}
-        self.live: dict[tuple[int, int], Session] = {}  # (shard_id, shard_count) -> current session
+        self.live: dict[tuple[int, ...], Session] = {}  # (shard_id, shard_count) -> current session
+        # Real Discord lets two processes with one token hold the same shard at once (each gets every
+        # event): True keeps earlier sessions alive instead of replacing them.
+        self.allow_concurrent_sessions = False
         self.connections: set[Connection] = set()
         self.identify_count = 0
         self._identified = asyncio.Condition()
@@ -140,11 +147,13 @@ class Gateway:
             return None
         shard_id, shard_count = data.get("shard") or (0, 1)
         session = Session(uuid.uuid4().hex, int(shard_id), int(shard_count), int(data.get("intents", 0)))
-        old = self.live.get((session.shard_id, session.shard_count))
-        if old is not None:
+        old = self.live.get(session.live_key)
+        if old is not None and not self.allow_concurrent_sessions:
             self._drop(old)
+        if self.allow_concurrent_sessions:
+            session.live_key = (session.shard_id, session.shard_count, self.identify_count)
         self.sessions[session.session_id] = session
-        self.live[(session.shard_id, session.shard_count)] = session
+        self.live[session.live_key] = session
         session.conn = conn
         self.identify_count += 1
         world = self.world
@@ -233,9 +242,8 @@ class Gateway:
 
     def _drop(self, session: Session) -> None:
         self.sessions.pop(session.session_id, None)
-        key = (session.shard_id, session.shard_count)
-        if self.live.get(key) is session:
-            del self.live[key]
+        if self.live.get(session.live_key) is session:
+            del self.live[session.live_key]
 
     # ---- routing ----------------------------------------------------------------------------
     def route(
