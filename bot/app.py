@@ -17,7 +17,7 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.chat", "cogs.persona", "cogs.usage")
+EXTENSIONS = ("cogs.chat", "cogs.persona", "cogs.usage", "cogs.voice")
 # Mentions and DMs carry their content without the privileged Message Content intent.
 INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True)
 

@@ -137,7 +137,7 @@ class AudioTooLarge(AudioError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
             f"audio of {size} bytes exceeds the limit of {limit}",
-            user_message=f"That audio is too big for me ({_megabytes(size)}); I can take at most {_megabytes(limit)}.",
+            user_message=f"That audio is too big for me ({_size(size)}); I can take at most {_size(limit)}.",
         )
 
 
@@ -165,8 +165,10 @@ class NothingHeard(AudioError):
     user_message = "I couldn't hear anything in that voice message."
 
 
-def _megabytes(size: int) -> str:
+def _size(size: int) -> str:
     # Rounded up, so a file just over the limit never reads as equal to it.
+    if size < 1_048_576:
+        return f"{math.ceil(size / 1024)} KB"
     return f"{math.ceil(size / 104_857.6) / 10:.1f} MB"
 
 

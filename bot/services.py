@@ -20,6 +20,7 @@ from bot.llm import ChatModel, build_client
 from bot.personas import PersonaStore
 from bot.storage import open_redis
 from bot.tokens import TokenCounter, load_encoding
+from bot.transcription import Transcriber
 from bot.usage import UsageStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Services:
     usage: UsageStore
     limits: Limits
     chat: ChatService
+    transcriber: Transcriber
 
 
 @contextlib.asynccontextmanager
@@ -45,10 +47,30 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with open_redis(secrets.redis_url, settings.resolve_path(settings.redis.data_dir)) as redis_handle:
         log.info("Storage: %s", redis_handle.description)
         client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+        audio_client = build_transcription_client(settings)
         try:
-            yield build_services(settings, redis_handle.client, client, TokenCounter(encoding))
+            yield build_services(
+                settings, redis_handle.client, client, TokenCounter(encoding), transcription_client=audio_client
+            )
         finally:
             await client.close()
+            if audio_client is not None:
+                await audio_client.close()
+
+
+def build_transcription_client(settings: Settings) -> openai.AsyncOpenAI | None:
+    """A client of its own when TRANSCRIPTION_BASE_URL or TRANSCRIPTION_API_KEY is set; None: voice
+    messages go through the chat model's client."""
+    secrets = settings.secrets
+    if not (secrets.transcription_base_url or secrets.transcription_api_key):
+        return None
+    # The chat server's key is never sent to another server: a keyless one gets a placeholder (the SDK
+    # wants some key).
+    return build_client(
+        settings.model,
+        secrets.transcription_api_key or "not-needed",
+        secrets.transcription_base_url or secrets.openai_base_url,
+    )
 
 
 def build_services(
@@ -57,6 +79,7 @@ def build_services(
     client: openai.AsyncOpenAI,
     counter: TokenCounter,
     clock: Callable[[], dt.datetime] | None = None,
+    transcription_client: openai.AsyncOpenAI | None = None,
 ) -> Services:
     """Wire the services around already-open clients (start-up, tests and the benchmark share this)."""
     keys = Keys(settings.redis.key_prefix)
@@ -82,4 +105,7 @@ def build_services(
         limits=limits,
         **({"clock": clock} if clock else {}),
     )
-    return Services(settings, redis, client, keys, history, personas, usage, limits, chat)
+    transcriber = Transcriber(
+        transcription_client or client, settings.voice, connect_timeout_s=settings.model.connect_timeout_s
+    )
+    return Services(settings, redis, client, keys, history, personas, usage, limits, chat, transcriber)

@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
+from cogs.utils.audio import audio_attachment
 from cogs.utils.checks import require
 from cogs.utils.replies import answer
 
@@ -63,7 +64,8 @@ class Chat(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if not self.is_addressed(message):
+        # Voice messages and audio files belong to cogs/voice.py, which answers them once transcribed.
+        if not self.is_addressed(message) or audio_attachment(message) is not None:
             return
         assert self.bot.user is not None
         text = readable_text(message, self.bot.user.id)

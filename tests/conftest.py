@@ -121,6 +121,7 @@ def make_settings(
             redis={"key_prefix": key_prefix},
             tokens={"download_encodings": False},
             stream={"edit_interval_s": 0.05},
+            voice={"timeout_s": 5.0},
         )
         return replace_settings(base, **sections)
 

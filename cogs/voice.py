@@ -1,0 +1,147 @@
+"""Voice messages: send the bot a voice message (or an audio file) where you would type to it, and it
+shows what it heard, then answers; right-click any message > Apps > Transcribe to read its audio."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.conversation import ChatRequest
+from bot.errors import AudioUnavailable, BotError, NotAudio
+from bot.splitting import DISCORD_MESSAGE_LIMIT, split_message
+from bot.transcription import AudioFile, Transcription
+from cogs.chat import Chat, readable_text
+from cogs.utils.audio import audio_attachment
+from cogs.utils.replies import answer
+
+if TYPE_CHECKING:
+    from bot.app import ChatBot
+
+log = logging.getLogger(__name__)
+
+VOICE_OFF = "I can't listen to voice messages here. Please type your message instead."
+QUOTE = "> "
+
+
+def quoted(text: str) -> list[str]:
+    """``text`` as a Markdown quote, in as many messages as it needs (every line of each one quoted)."""
+    lines = "\n".join(QUOTE + line for line in text.split("\n"))
+    pieces = split_message(lines, DISCORD_MESSAGE_LIMIT - len(QUOTE))
+    # A piece cut inside a long line starts mid-line: quote its first line too.
+    return [piece if piece.startswith(QUOTE) else QUOTE + piece for piece in pieces]
+
+
+class Voice(commands.Cog):
+    """Voice messages and audio files, transcribed through the audio API."""
+
+    def __init__(self, bot: ChatBot) -> None:
+        self.bot = bot
+        # Cogs cannot hold context menus as decorated methods: discord.py's documented way is to build
+        # one and add it to the tree.
+        self.menu = app_commands.ContextMenu(name="Transcribe", callback=self.transcribe_menu)
+
+    async def cog_load(self) -> None:
+        if self.bot.settings.voice.enabled:
+            self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    def is_addressed(self, message: discord.Message) -> bool:
+        """The chat cog's rule (DMs, a mention, a reply with the ping): a voice message is a chat turn,
+        so it goes where typed text goes, and nowhere when chat is not loaded."""
+        chat = self.bot.get_cog("Chat")
+        return isinstance(chat, Chat) and chat.is_addressed(message)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        attachment = audio_attachment(message)
+        if attachment is None or not self.is_addressed(message):
+            return
+        try:
+            await self.hear_and_answer(message, attachment)
+        except discord.HTTPException as exc:
+            # E.g. no permission to send here: there is no way left to tell the user, and nothing was
+            # stored (a turn writes history only once its answer is out).
+            log.warning("Could not answer a voice message in channel %s: %s", message.channel.id, exc)
+
+    async def hear_and_answer(self, message: discord.Message, attachment: discord.Attachment) -> None:
+        """Transcribe, show the transcript, then answer it as a chat turn; refusals get one sentence."""
+        assert self.bot.user is not None
+        if not self.bot.settings.voice.enabled:
+            await message.reply(VOICE_OFF, mention_author=False)
+            return
+        try:
+            audio = self.accept(attachment)
+            async with message.channel.typing():
+                heard = await self.transcribe(attachment, audio)
+        except BotError as exc:
+            log.info("Voice message %s not transcribed: %s", message.id, exc, exc_info=exc.__cause__ is not None)
+            await message.reply(exc.user_message, mention_author=False)
+            return
+        for index, piece in enumerate(quoted(heard.text)):
+            if index == 0:
+                await message.reply(piece, mention_author=False)
+            else:
+                await message.channel.send(piece)
+        # An audio file may come with typed words ("what's this song about?"): they go first.
+        typed = readable_text(message, self.bot.user.id)
+        text = f"{typed}\n\n{heard.text}" if typed else heard.text
+        await answer(self.bot, message, self.chat_request(message, text))
+
+    def chat_request(self, message: discord.Message, text: str) -> ChatRequest:
+        """The turn for a transcribed message: as the chat cog builds it, marked as spoken."""
+        assert self.bot.user is not None
+        guild = message.guild
+        return ChatRequest(
+            conversation_id=message.channel.id,
+            guild_id=guild.id if guild else None,
+            author_id=message.author.id,
+            author_name=message.author.display_name,
+            message_id=message.id,
+            text=text,
+            bot_name=guild.me.display_name if guild else self.bot.user.display_name,
+            guild_name=guild.name if guild else None,
+            parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
+            spoken=True,
+        )
+
+    async def transcribe_menu(self, interaction: discord.Interaction[ChatBot], message: discord.Message) -> None:
+        """Show the transcript of a message's voice message or audio file. Errors reach the tree's
+        handler, which answers with one short ephemeral sentence."""
+        attachment = audio_attachment(message)
+        if attachment is None:
+            raise NotAudio(f"message {message.id} has no audio")
+        audio = self.accept(attachment)  # limits are checked before acknowledging: refusals are instant
+        # Ephemeral, like Discord's own Transcribe: the person who asked wants to read it; repeating the
+        # message in the channel would be noise for everyone else (who can listen or ask themselves).
+        # Deferred first: a transcription can take longer than the 3 s Discord allows for an answer.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        heard = await self.transcribe(attachment, audio)
+        for piece in quoted(heard.text):
+            await interaction.followup.send(piece, ephemeral=True)
+
+    def accept(self, attachment: discord.Attachment) -> AudioFile:
+        """Apply the limits to what Discord says about the file (its size, and a voice message's
+        length), so nothing too big or too long is downloaded."""
+        return self.bot.services.transcriber.check(
+            attachment.filename, attachment.content_type, size=attachment.size, seconds=attachment.duration
+        )
+
+    async def transcribe(self, attachment: discord.Attachment, audio: AudioFile) -> Transcription:
+        """Download the attachment and transcribe it: the one place every transcription goes through."""
+        try:
+            data = await attachment.read()
+        except discord.HTTPException as exc:
+            raise AudioUnavailable(f"attachment {attachment.id}: {exc}") from exc
+        heard = await self.bot.services.transcriber.transcribe(data, audio, seconds=attachment.duration)
+        log.info("Transcribed %.1f s of audio (%s)", heard.seconds, heard.seconds_source)
+        return heard
+
+
+async def setup(bot: ChatBot) -> None:
+    await bot.add_cog(Voice(bot))

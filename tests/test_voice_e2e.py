@@ -1,0 +1,217 @@
+"""Voice messages end to end: a real OGG Opus clip sent through the stand-in Discord to the real
+discord.py client, transcribed by the loopback model server's audio endpoint, then answered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from discord import AppCommandType
+
+from bot.errors import (
+    AudioEmpty,
+    AudioRejected,
+    AudioTooLarge,
+    AudioTooLong,
+    ModelAuthError,
+    ModelRateLimited,
+    ModelTimeout,
+    NotAudio,
+    NothingHeard,
+)
+from cogs.voice import VOICE_OFF
+from tests.conftest import TEST_API_KEY, TEST_MODEL
+from tests.harness import DEFERRED
+from tests.standins.model_server import Error, ModelServer, Reply, Stall, Transcript
+
+CLIP = (Path(__file__).parent / "fixtures" / "voice-message.ogg").read_bytes()
+CLIP_SECONDS = 3.35
+WAVEFORM = "AAECAwQFBgcICQ=="  # Discord sends a base64 amplitude sketch with every voice message
+VOICE_MESSAGE_FLAG = 8192
+
+
+def voice_clip(chat: Any, data: bytes = CLIP, *, seconds: float | None = CLIP_SECONDS) -> dict[str, Any]:
+    """An attachment shaped like Discord's voice messages."""
+    return chat.dc.add_attachment(data, "voice-message.ogg", "audio/ogg", duration_secs=seconds, waveform=WAVEFORM)
+
+
+async def send_voice(chat: Any, channel_id: int, attachment: dict[str, Any], **options: Any) -> dict[str, Any]:
+    flags = VOICE_MESSAGE_FLAG if "waveform" in attachment else 0
+    return await chat.dc.post_message(
+        channel_id, chat.world.alice, options.pop("content", ""), attachments=[attachment], flags=flags, **options
+    )
+
+
+def replies_to(message: dict[str, Any], request: Any) -> bool:
+    return str(request.json["message_reference"]["message_id"]) == str(message["id"])
+
+
+async def test_a_dm_voice_message_is_transcribed_shown_and_answered(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        chat.model.script_transcriptions(Transcript("What is the capital of France?"))
+        chat.model.script(Reply("The capital of France is Paris.", chunk_size=6))
+        voice = await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, "The capital of France is Paris.")
+
+        shown, _ = chat.dc.bot_messages(world.dm_channel_id)
+        assert shown["content"] == "> What is the capital of France?"
+        creates = [r for r in chat.dc.requests if r.route == "create_message"]
+        assert len(creates) == 2 and all(replies_to(voice, r) for r in creates)
+        [sent] = chat.model.transcriptions
+        assert sent.file == CLIP, "the bytes Discord delivered, not re-encoded"
+        assert (sent.filename, sent.content_type) == ("voice-message.ogg", "audio/ogg")
+        assert (sent.model, sent.response_format, sent.api_key) == ("whisper-1", "json", TEST_API_KEY)
+        assert chat.dc.cdn_downloads == 1
+        [request] = chat.model.requests
+        assert request.messages[-1] == {"role": "user", "content": "What is the capital of France?", "name": "alice"}
+        question, stored_answer = await chat.stored_turns(world.dm_channel_id)
+        assert question["content"] == "What is the capital of France?" and question["spoken"] is True
+        assert stored_answer["content"] == "The capital of France is Paris." and "spoken" not in stored_answer
+
+
+async def test_a_voice_reply_that_pings_the_bot_continues_the_guild_conversation(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        await chat.mention(world.channel_id, "first")
+        first_answer = await chat.answer(world.channel_id, "echo: first")
+        await send_voice(chat, world.channel_id, voice_clip(chat))  # no ping, no reply: not for the bot
+        await send_voice(chat, world.channel_id, voice_clip(chat), reply_to=first_answer, mentions=[chat.me])
+        heard = f"transcript of voice-message.ogg ({len(CLIP)} bytes)"  # the stand-in's default transcript
+        await chat.answer(world.channel_id, f"echo: {heard}")
+
+        assert len(chat.model.transcriptions) == 1
+        assert chat.dc.bot_messages(world.channel_id)[-2]["content"] == f"> {heard}"
+        assert [m["content"] for m in chat.model.requests[-1].messages[1:]] == ["first", "echo: first", heard]
+        assert [t.get("spoken", False) for t in await chat.stored_turns(world.channel_id)] == [
+            False,
+            False,
+            True,
+            False,
+        ]
+
+
+async def test_an_audio_file_with_a_question_sends_both(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        chat.model.script_transcriptions(Transcript("we meet at noon on friday"))
+        upload = chat.dc.add_attachment(CLIP, "meeting notes", "audio/ogg")  # no extension, no duration
+        await send_voice(chat, world.channel_id, upload, content=f"<@{chat.me['id']}> when is it?", mentions=[chat.me])
+        await chat.answer(world.channel_id, "echo: when is it?\n\nwe meet at noon on friday")
+        [sent] = chat.model.transcriptions
+        assert (sent.filename, sent.content_type) == ("meeting notes.ogg", "audio/ogg")
+
+
+async def test_the_transcribe_menu_shows_the_transcript_to_whoever_asked(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        assert chat.bot.tree.get_command("Transcribe", type=AppCommandType.message) is not None
+        chat.model.script_transcriptions(Transcript("Lunch is at noon.\nBring a friend."))
+        voice = await send_voice(chat, world.channel_id, voice_clip(chat))
+        payload = await chat.dc.send_message_command("Transcribe", voice, user=world.bob)
+        response = await chat.response_to(payload)
+        assert response.type == DEFERRED
+        assert response.content == "> Lunch is at noon.\n> Bring a friend."
+        assert response.ephemeral
+        [callback] = chat.dc.interaction(payload).callbacks
+        assert callback.data["flags"] & 64, "deferred as ephemeral, so the thinking state is private too"
+        assert chat.model.requests == [] and await chat.stored_turns(world.channel_id) == []
+        assert all(m["flags"] & 64 for m in chat.dc.bot_messages(world.channel_id)), "nothing public"
+
+        text = await chat.dc.post_message(world.channel_id, world.alice, "just text")
+        payload = await chat.dc.send_message_command("Transcribe", text, user=world.bob)
+        response = await chat.response_to(payload)
+        assert response.type != DEFERRED and response.ephemeral
+        assert response.content == NotAudio().user_message
+        assert len(chat.model.transcriptions) == 1
+
+
+async def test_a_refused_menu_transcription_says_why(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        chat.model.script_transcriptions(Error.rate_limited(retry_after=3))
+        voice = await send_voice(chat, world.channel_id, voice_clip(chat))
+        response = await chat.response_to(await chat.dc.send_message_command("Transcribe", voice, user=world.bob))
+        assert response.ephemeral and response.content == ModelRateLimited(retry_after=3).user_message
+
+
+def too_big(chat: Any) -> dict[str, Any]:
+    return voice_clip(chat, CLIP * 2)
+
+
+def too_long(chat: Any) -> dict[str, Any]:
+    return voice_clip(chat, seconds=300.5)
+
+
+def not_audio_the_api_takes(chat: Any) -> dict[str, Any]:
+    return chat.dc.add_attachment(b"\x00" * 64, "song.aac", "audio/aac")
+
+
+def empty(chat: Any) -> dict[str, Any]:
+    return voice_clip(chat, b"", seconds=0.0)
+
+
+@pytest.mark.parametrize(
+    ("attachment", "error"),
+    [
+        (too_big, AudioTooLarge(2 * len(CLIP), 8_000)),
+        (too_long, AudioTooLong(300.5, 300)),
+        (not_audio_the_api_takes, NotAudio()),
+        (empty, AudioEmpty()),
+    ],
+    ids=["too-big", "too-long", "not-audio", "0-bytes"],
+)
+async def test_audio_over_a_limit_is_refused_before_downloading(chat_bot, world, attachment, error) -> None:
+    async with chat_bot(voice={"max_bytes": 8_000, "max_seconds": 300}) as chat:
+        await send_voice(chat, world.dm_channel_id, attachment(chat))
+        await chat.answer(world.dm_channel_id, error.user_message)
+        assert chat.dc.cdn_downloads == 0
+        assert chat.model.transcriptions == [] and chat.model.requests == []
+        assert await chat.stored_turns(world.dm_channel_id) == []
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error"),
+    [
+        (Error(400, message="Audio file might be corrupted or unsupported"), AudioRejected()),
+        (Transcript("  \n"), NothingHeard()),
+        (Error(401), ModelAuthError()),
+        (Error.rate_limited(retry_after=3), ModelRateLimited(retry_after=3)),
+        (Stall(5), ModelTimeout()),
+    ],
+    ids=["unreadable-400", "nothing-heard", "401", "429", "timeout"],
+)
+async def test_a_failed_transcription_says_why_and_stores_nothing(chat_bot, world, behaviour, error) -> None:
+    async with chat_bot(voice={"timeout_s": 0.5}) as chat:
+        chat.model.script_transcriptions(behaviour)
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, error.user_message)
+        assert len(chat.model.transcriptions) == 1 and chat.model.requests == []
+        assert await chat.stored_turns(world.dm_channel_id) == []
+        assert any(r.route == "typing" for r in chat.dc.requests), "typing shown while transcribing"
+
+
+async def test_an_unreachable_transcription_server_is_reported(chat_bot, world) -> None:
+    from bot.errors import ModelUnavailable
+    from tests.standins.model_server import unused_base_url
+
+    async with chat_bot(secrets={"transcription_base_url": unused_base_url()}) as chat:
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, ModelUnavailable().user_message)
+        assert chat.model.requests == []
+
+
+async def test_a_separate_transcription_server_gets_the_audio_and_its_own_key(chat_bot, world) -> None:
+    async with ModelServer(api_key="sk-audio-key", models=(TEST_MODEL,)) as audio_server:
+        secrets = {"transcription_base_url": audio_server.base_url, "transcription_api_key": "sk-audio-key"}
+        async with chat_bot(secrets=secrets, voice={"model": "whisper-large-v3"}) as chat:
+            audio_server.script_transcriptions(Transcript("hello from elsewhere"))
+            await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+            await chat.answer(world.dm_channel_id, "echo: hello from elsewhere")
+            [sent] = audio_server.transcriptions
+            assert (sent.api_key, sent.model, sent.file) == ("sk-audio-key", "whisper-large-v3", CLIP)
+            assert chat.model.transcriptions == [] and len(chat.model.requests) == 1
+
+
+async def test_with_voice_turned_off_the_bot_says_so(chat_bot, world) -> None:
+    async with chat_bot(voice={"enabled": False}) as chat:
+        assert chat.bot.tree.get_command("Transcribe", type=AppCommandType.message) is None
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, VOICE_OFF)
+        assert chat.model.transcriptions == [] and chat.dc.cdn_downloads == 0
