@@ -7,6 +7,7 @@ print a single line and exit with code 2 instead of a traceback.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import tomllib
 import types
 import typing
@@ -57,9 +58,20 @@ class TokenSettings:
     margin: int = 64  # slack for per-message overhead the count may miss
 
 
+class DMPolicy(enum.StrEnum):
+    EVERYONE = "everyone"
+    MEMBERS = "members"  # only users who share a server with the bot
+    NOBODY = "nobody"
+
+
 @dataclass(frozen=True)
-class ChatSettings:
-    allow_dms: bool = True
+class AccessSettings:
+    """Where the bot answers. Empty lists allow everything."""
+
+    guilds: tuple[int, ...] = ()
+    channels: tuple[int, ...] = ()  # a thread is allowed when its parent channel is listed
+    roles: tuple[int, ...] = ()  # in servers, members need one of these roles
+    dms: DMPolicy = DMPolicy.EVERYONE
 
 
 # OpenAI's audio API takes files of at most 25 MB.
@@ -174,7 +186,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
-    chat: ChatSettings = field(default_factory=ChatSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     personas: PersonaSettings = field(default_factory=PersonaSettings)
     usage: UsageSettings = field(default_factory=UsageSettings)
@@ -271,13 +283,21 @@ def _check_type(value: Any, expected: Any, where: str, file: str) -> Any:
     allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
     allowed = tuple(t for t in allowed if t is not type(None))
     for kind in allowed:
+        if typing.get_origin(kind) is tuple and isinstance(value, list):
+            item_type = typing.get_args(kind)[0]
+            return tuple(_check_type(item, item_type, f"{where}[{i}]", file) for i, item in enumerate(value))
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            choices = [member.value for member in kind]
+            if value in choices:
+                return kind(value)
+            raise ConfigError(f"{file}: {where} must be one of {', '.join(map(repr, choices))}, got {value!r}")
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind in (str, bool) and isinstance(value, kind):
             return value
-    names = " or ".join(_TYPE_NAMES.get(k, str(k)) for k in allowed)
+    names = " or ".join(_TYPE_NAMES.get(k, "a list" if typing.get_origin(k) is tuple else str(k)) for k in allowed)
     raise ConfigError(f"{file}: {where} must be {names}, got {value!r}")
 
 

@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
+from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
 from cogs.utils.checks import require
 from cogs.utils.replies import answer
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DM_REFUSED = "Sorry, I don't answer direct messages from here. Talk to me in a server we share."
 EMPTY_MENTION_HINT = "Hi! Mention me with a question or a request, e.g. *@me what's a good name for a cat?*"
 CHAT_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _CHANNEL_MENTION = re.compile(r"<#(\d+)>")
+# Text attachments the model reads along with the message; anything larger or binary is ignored.
+TEXT_FILE_MAX_BYTES = 64 * 1024
+TEXT_FILE_SUFFIXES = (".txt", ".md", ".py", ".js", ".ts", ".json", ".toml", ".yaml", ".yml", ".csv", ".log")
 
 
 def readable_text(message: discord.Message, bot_id: int) -> str:
@@ -47,43 +52,85 @@ def readable_text(message: discord.Message, bot_id: int) -> str:
     return _CHANNEL_MENTION.sub(channel, text).strip()
 
 
+def is_text_file(attachment: discord.Attachment) -> bool:
+    content_type = (attachment.content_type or "").split(";")[0]
+    return content_type.startswith("text/") or attachment.filename.lower().endswith(TEXT_FILE_SUFFIXES)
+
+
+async def read_text_files(attachments: list[discord.Attachment]) -> tuple[list[str], list[str]]:
+    """(the text files' contents, each headed by its name; the names of attachments left out)."""
+    texts: list[str] = []
+    ignored: list[str] = []
+    for attachment in attachments:
+        if not is_text_file(attachment) or attachment.size > TEXT_FILE_MAX_BYTES:
+            ignored.append(attachment.filename)
+            continue
+        try:
+            content = (await attachment.read()).decode("utf-8")
+        except (discord.HTTPException, UnicodeDecodeError):
+            ignored.append(attachment.filename)
+            continue
+        texts.append(f"[file {attachment.filename}]\n{content.strip()}")
+    return texts, ignored
+
+
 class Chat(commands.Cog):
     """Talk to the model by mentioning the bot, replying to it, or sending it a DM."""
 
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
+        self.access = Access(bot, bot.settings.access)
+
+    async def accepts(self, message: discord.Message) -> bool:
+        """Is this message for the bot, and may it answer here?"""
+        return self.is_addressed(message) and await self.access.allows(message)
 
     def is_addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
         if me is None or message.author.bot or message.type not in CHAT_MESSAGE_TYPES:
             return False
         if message.guild is None:
-            return self.bot.settings.chat.allow_dms
+            return True
         # Not mentioned_in(): that is also true for @everyone, which must not wake the bot.
         return any(user.id == me.id for user in message.mentions)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         # Voice messages and audio files belong to cogs/voice.py, which answers them once transcribed.
-        if not self.is_addressed(message) or audio_attachment(message) is not None:
+        if audio_attachment(message) is not None or not self.is_addressed(message):
+            return
+        if not await self.access.allows(message):
+            if message.guild is None:  # a DM deserves to know why; in servers the bot simply stays out
+                await message.channel.send(DM_REFUSED)
             return
         assert self.bot.user is not None
-        text = readable_text(message, self.bot.user.id)
-        if not text:
-            await message.reply(EMPTY_MENTION_HINT, mention_author=False)
-            return
-        request = ChatRequest(
+        files, ignored = await read_text_files(message.attachments)
+        text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
+        note = f"*(I can only read text, so I ignored {', '.join(ignored)}.)*" if ignored else None
+        try:
+            if text:
+                await answer(self.bot, message, self.chat_request(message, text), note=note)
+            else:
+                await message.reply(note or EMPTY_MENTION_HINT, mention_author=False)
+        except discord.HTTPException as exc:
+            # E.g. no permission to send here: there is no one to tell, and nothing was stored (a turn
+            # writes its history only once its answer has streamed out).
+            log.warning("Could not answer in channel %s: %s", message.channel.id, exc)
+
+    def chat_request(self, message: discord.Message, text: str) -> ChatRequest:
+        me = message.guild.me if message.guild else self.bot.user
+        assert me is not None
+        return ChatRequest(
             conversation_id=message.channel.id,
             guild_id=message.guild.id if message.guild else None,
             author_id=message.author.id,
             author_name=message.author.display_name,
             message_id=message.id,
             text=text,
-            bot_name=message.guild.me.display_name if message.guild else self.bot.user.display_name,
+            bot_name=me.display_name,
             guild_name=message.guild.name if message.guild else None,
             parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
         )
-        await answer(self.bot, message, request)
 
     @app_commands.command(name="forget")
     async def forget(self, interaction: discord.Interaction) -> None:

@@ -26,7 +26,7 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
 
     settings = load_settings(ROOT / "config.toml", ENV)
     defaults = Settings()
-    for section in ("model", "history", "redis", "stream", "tokens", "chat", "logging"):
+    for section in ("model", "history", "redis", "stream", "tokens", "access", "personas", "usage", "limits", "logging"):
         assert getattr(settings, section) == getattr(defaults, section), section
 
 
@@ -43,7 +43,9 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[model]\nnmae = 'x'\n", "unknown key model.nmae"),
         ("[modle]\n", "unknown section [modle]"),
         ("[stream]\nedit_interval_s = 0\n", "stream.edit_interval_s must be greater than 0"),
-        ("[chat]\nallow_dms = 'yes'\n", "chat.allow_dms must be true or false"),
+        ("[access]\ndms = 'some'\n", "access.dms must be one of 'everyone', 'members', 'nobody', got 'some'"),
+        ("[access]\nguilds = ['x']\n", "access.guilds[0] must be a whole number, got 'x'"),
+        ("[access]\nroles = 5\n", "access.roles must be a list, got 5"),
         ("[model\n", "not valid TOML"),
     ],
 )

@@ -117,16 +117,17 @@ class StreamingReply:
                 self._shown.append(piece)
 
 
-async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest) -> None:
-    """Run one chat turn for ``source`` and stream its answer into the channel."""
+async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest, *, note: str | None = None) -> None:
+    """Run one chat turn for ``source`` and stream its answer into the channel; ``note`` (e.g. about
+    attachments the bot ignored) goes at the end of the answer."""
     reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s)
     try:
         async for event in bot.services.chat.turn(request):
             if isinstance(event, TurnStarted):
                 reply.start_typing()
             elif isinstance(event, TurnDone):
-                note = NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER)
-                await reply.finish(note)
+                notes = [NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER), note]
+                await reply.finish("\n".join(n for n in notes if n) or None)
             else:
                 await reply.add(event)
     except BotError as exc:

@@ -236,7 +236,8 @@ class RestApi:
             return 404, web.Response(status=404, text="Not Found")
         stored.downloads += 1
         self.s.cdn_downloads += 1
-        return 200, web.Response(body=stored.data, content_type=stored.content_type)
+        # Set as a header: aiohttp refuses a charset inside content_type= ("text/plain; charset=utf-8").
+        return 200, web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
 
     # ---- channels & messages -----------------------------------------------------------------
     def _channel(self, request: web.Request) -> dict[str, Any] | None:
