@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.deployment import check_redis_url, log_level, parse_shards
 from bot.errors import ConfigError
 
 # Discord's text inputs take at most 4,000 characters; a custom prompt is capped at or below that.
@@ -158,6 +159,15 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """The optional HTTP endpoint for /healthz and /metrics (Prometheus)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # "0.0.0.0" in a container, so the orchestrator can reach it
+    port: int = 8080
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -174,6 +184,8 @@ class Secrets:
     discord_gateway_url: str | None = None
     transcription_base_url: str | None = None  # unset: the chat model's server
     transcription_api_key: str | None = None
+    shard_count: int | None = None  # unset: Discord's recommended count
+    shard_ids: tuple[int, ...] | None = None  # unset: every shard in this process
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return "Secrets(<redacted>)"
@@ -191,6 +203,7 @@ class Settings:
     personas: PersonaSettings = field(default_factory=PersonaSettings)
     usage: UsageSettings = field(default_factory=UsageSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     secrets: Secrets = field(default_factory=lambda: Secrets("", ""))
     base_dir: Path = field(default_factory=Path.cwd)
@@ -210,6 +223,9 @@ ENV_VARS = {
     "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
     "TRANSCRIPTION_BASE_URL": "an OpenAI-compatible server for voice messages (default: the chat model's)",
     "TRANSCRIPTION_API_KEY": "that server's API key (default: none with TRANSCRIPTION_BASE_URL, else OPENAI_API_KEY)",
+    "SHARD_COUNT": "total number of shards across all processes (default: Discord's recommendation)",
+    "SHARD_IDS": "the shards this process runs, e.g. 0,1 (needs SHARD_COUNT; default: all)",
+    "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR; overrides logging.level",
 }
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
@@ -231,6 +247,8 @@ def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
         if key not in sections:
             raise ConfigError(f"{path.name}: unknown section [{key}] (expected one of: {', '.join(sections)})")
         values[key] = _build(hints[key], value, key, path.name)
+    if level := env.get("LOG_LEVEL", "").strip():  # the environment wins: raise verbosity without editing files
+        values["logging"] = dataclasses.replace(values.get("logging", LoggingSettings()), level=log_level(level))
     settings = Settings(**values, secrets=_secrets(env), base_dir=path.resolve().parent)
     _check_ranges(settings, path.name)
     return settings
@@ -349,6 +367,8 @@ def _check_ranges(s: Settings, file: str) -> None:
     if not s.redis.key_prefix or any(c in s.redis.key_prefix for c in "{} "):
         raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
     _check_voice(s.voice, file)
+    if not 0 <= s.health.port <= 65_535:
+        raise ConfigError(f"{file}: health.port must be between 0 and 65535, got {s.health.port}")
 
 
 def _check_voice(v: VoiceSettings, file: str) -> None:
@@ -375,13 +395,17 @@ def _secrets(env: Mapping[str, str]) -> Secrets:
         if not base_url:
             raise ConfigError("OPENAI_API_KEY is not set: put your model server's API key in it")
         api_key = "not-needed"  # local servers (Ollama, LM Studio) ignore the key but the SDK wants one
+    shard_count, shard_ids = parse_shards(get("SHARD_COUNT"), get("SHARD_IDS"))
+    redis_url = get("REDIS_URL")
     return Secrets(
         discord_token=token,
         openai_api_key=api_key,
         openai_base_url=base_url,
-        redis_url=get("REDIS_URL"),
+        redis_url=check_redis_url(redis_url) if redis_url else None,
         discord_api_base=get("DISCORD_API_BASE"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
         transcription_base_url=get("TRANSCRIPTION_BASE_URL"),
         transcription_api_key=get("TRANSCRIPTION_API_KEY"),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )

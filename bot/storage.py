@@ -12,13 +12,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from bot.deployment import is_cluster_url, plain_redis_url
 from bot.errors import ConfigError, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,16 +66,27 @@ def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), RETRIES),
     }
+    if is_cluster_url(redis_url):
+        return connect_cluster(plain_redis_url(redis_url or ""), options)
     if redis_url:
         return aioredis.Redis.from_url(redis_url, **options)
     return aioredis.Redis(unix_socket_path=unix_socket_path, **options)
+
+
+def connect_cluster(url: str, options: dict[str, Any]) -> aioredis.Redis:
+    """A Redis Cluster client from any one node's URL; it discovers the others and follows MOVED.
+
+    Every script and multi-key command the bot sends stays within one hash slot (keys share a hash
+    tag), and a pipeline spanning slots is split per node by redis-py, so the stores work unchanged:
+    the cluster client offers the same command API, hence the (typing-only) cast."""
+    return cast(aioredis.Redis, RedisCluster.from_url(url, **options))
 
 
 @contextlib.asynccontextmanager
 async def open_redis(redis_url: str | None, data_dir: Path) -> AsyncIterator[RedisHandle]:
     """Yield a connected client; close it (and the embedded server) on exit."""
     if redis_url:
-        handle = RedisHandle(connect(redis_url), "REDIS_URL")
+        handle = RedisHandle(connect(redis_url), "REDIS_URL (cluster)" if is_cluster_url(redis_url) else "REDIS_URL")
     else:
         embedded = await asyncio.to_thread(start_embedded_redis, data_dir)
         handle = RedisHandle(connect(unix_socket_path=embedded.socket_file), f"embedded Redis in {data_dir}", embedded)
