@@ -51,16 +51,16 @@ class Voice(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    def is_addressed(self, message: discord.Message) -> bool:
-        """The chat cog's rule (DMs, a mention, a reply with the ping): a voice message is a chat turn,
-        so it goes where typed text goes, and nowhere when chat is not loaded."""
+    async def accepts(self, message: discord.Message) -> bool:
+        """The chat cog's rules (DMs, a mention, a reply with the ping; the [access] lists): a voice
+        message is a chat turn, so it is answered where typed text is, and nowhere when chat is not loaded."""
         chat = self.bot.get_cog("Chat")
-        return isinstance(chat, Chat) and chat.is_addressed(message)
+        return isinstance(chat, Chat) and await chat.accepts(message)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         attachment = audio_attachment(message)
-        if attachment is None or not self.is_addressed(message):
+        if attachment is None or not await self.accepts(message):
             return
         try:
             await self.hear_and_answer(message, attachment)

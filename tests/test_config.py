@@ -26,7 +26,18 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
 
     settings = load_settings(ROOT / "config.toml", ENV)
     defaults = Settings()
-    for section in ("model", "history", "redis", "stream", "tokens", "access", "personas", "usage", "limits", "logging"):
+    for section in (
+        "model",
+        "history",
+        "redis",
+        "stream",
+        "tokens",
+        "access",
+        "personas",
+        "usage",
+        "limits",
+        "logging",
+    ):
         assert getattr(settings, section) == getattr(defaults, section), section
 
 

@@ -215,3 +215,13 @@ async def test_with_voice_turned_off_the_bot_says_so(chat_bot, world) -> None:
         await send_voice(chat, world.dm_channel_id, voice_clip(chat))
         await chat.answer(world.dm_channel_id, VOICE_OFF)
         assert chat.model.transcriptions == [] and chat.dc.cdn_downloads == 0
+
+
+async def test_voice_follows_the_access_lists(chat_bot, world) -> None:
+    async with chat_bot(access={"channels": (world.thread_id,)}) as chat:
+        await send_voice(chat, world.channel_id, voice_clip(chat), mentions=[chat.me])
+        await send_voice(chat, world.thread_id, voice_clip(chat), mentions=[chat.me])
+        heard = f"transcript of voice-message.ogg ({len(CLIP)} bytes)"
+        await chat.answer(world.thread_id, f"echo: {heard}")
+        assert len(chat.model.transcriptions) == 1 and chat.dc.cdn_downloads == 1
+        assert chat.dc.bot_messages(world.channel_id) == []

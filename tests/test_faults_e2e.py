@@ -1,0 +1,56 @@
+"""Faults on every side: Redis going away and coming back, Discord rate limits and reconnects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.errors import StorageUnavailable
+from tests.standins.model_server import Reply
+from tests.standins.redis_process import RedisProcess
+
+
+async def test_a_redis_outage_gets_its_message_and_nothing_is_lost(chat_bot, world, tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    try:
+        async with chat_bot(secrets={"redis_url": server.url}) as chat:
+            for i in range(3):
+                await chat.mention(world.channel_id, f"before {i}")
+                await chat.answer(world.channel_id, f"echo: before {i}")
+            server.stop()
+            await chat.mention(world.channel_id, "during the outage")
+            await chat.answer(world.channel_id, StorageUnavailable().user_message)
+            server.start()
+            await chat.mention(world.channel_id, "after the restart")
+            await chat.answer(world.channel_id, "echo: after the restart", timeout=5)
+            users = [t["content"] for t in await chat.stored_turns(world.channel_id) if t["role"] == "user"]
+            assert users == ["before 0", "before 1", "before 2", "after the restart"]
+            assert [m["content"] for m in chat.model.requests[-1].messages[1:-1]] == [
+                text for i in range(3) for text in (f"before {i}", f"echo: before {i}")
+            ]
+    finally:
+        server.kill()
+
+
+async def test_a_rate_limited_edit_does_not_lose_the_final_text(chat_bot, world) -> None:
+    async with chat_bot(stream={"edit_interval_s": 0.05}) as chat:
+        chat.dc.rate_limit("PATCH", "edit_message", retry_after=0.3, times=2)
+        text = "The final words must arrive even when Discord says slow down."
+        chat.model.script(Reply(text, chunk_size=5, chunk_delay=0.01))
+        await chat.mention(world.channel_id, "talk")
+        await chat.answer(world.channel_id, text)
+        assert [r.status for r in chat.dc.requests if r.route == "edit_message"][:2] == [429, 429]
+        assert chat.dc.bot_messages(world.channel_id)[-1]["content"] == text
+
+
+async def test_a_gateway_reconnect_does_not_answer_twice(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        await chat.mention(world.channel_id, "before the drop")
+        await chat.answer(world.channel_id, "echo: before the drop")
+        await chat.dc.disconnect(shard_id=0)
+        await chat.dc.wait_resumed(shard_id=0)
+        await chat.mention(world.channel_id, "after the resume")
+        await chat.answer(world.channel_id, "echo: after the resume")
+        assert chat.dc.gateway.resume_count == 1
+        assert [r.messages[-1]["content"] for r in chat.model.requests] == ["before the drop", "after the resume"]
+        assert len(chat.dc.bot_messages(world.channel_id)) == 2
