@@ -3,16 +3,20 @@ stand-in Discord, with the test's Redis prefix and the loopback model server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.app import ChatBot
 from bot.config import Settings
 from bot.services import open_services
-from tests.conftest import replace_settings
+from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN, replace_settings
 from tests.standins.discord_fixtures import point_discord_at, running_bot
 from tests.standins.discord_standin import DiscordStandin
 from tests.standins.model_server import ModelServer
@@ -154,4 +158,39 @@ async def start_bot(settings: Settings, dc: DiscordStandin) -> AsyncIterator[Cha
                 yield bot
 
 
-ChatFactory = Callable[..., contextlib.AbstractAsyncContextManager[Chat]]
+# ---- the bot as a real process (python -m bot) ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(folder: Path, key_prefix: str) -> Path:
+    """A config.toml for a bot process under test (its data folder, if any, lands next to it)."""
+    path = folder / "config.toml"
+    path.write_text(
+        f'[model]\nname = "test-model"\n\n[redis]\nkey_prefix = "{key_prefix}"\n\n'
+        "[tokens]\ndownload_encodings = false\n\n[stream]\nedit_interval_s = 0.05\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def bot_env(dc: DiscordStandin, model: ModelServer, redis_url: str | None) -> dict[str, str]:
+    """The environment of a bot process: the stand-ins, and REDIS_URL unless the embedded Redis is wanted."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DISCORD_TOKEN": TEST_DISCORD_TOKEN,
+        "OPENAI_API_KEY": TEST_API_KEY,
+        "OPENAI_BASE_URL": model.base_url,
+        "DISCORD_API_BASE": dc.api_base,
+        "DISCORD_GATEWAY_URL": dc.gateway_url,
+        "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+    }
+    return env | ({"REDIS_URL": redis_url} if redis_url else {})
+
+
+async def start_bot_process(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python -m bot *args`` with its output (stdout and stderr together) piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip

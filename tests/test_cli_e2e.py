@@ -4,52 +4,17 @@ SIGTERM, and ``sync`` publishes the slash commands."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from pathlib import Path
 
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
-from tests.harness import MANAGE_CHANNELS
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_config(folder: Path, key_prefix: str) -> Path:
-    path = folder / "config.toml"
-    path.write_text(
-        f'[model]\nname = "test-model"\n\n[redis]\nkey_prefix = "{key_prefix}"\n\n'
-        "[tokens]\ndownload_encodings = false\n\n[stream]\nedit_interval_s = 0.05\n",
-        encoding="utf-8",
-    )
-    return path
-
-
-def bot_env(discord_standin, model_server, redis_url: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DISCORD_TOKEN": TEST_DISCORD_TOKEN,
-        "OPENAI_API_KEY": TEST_API_KEY,
-        "OPENAI_BASE_URL": model_server.base_url,
-        "REDIS_URL": redis_url,
-        "DISCORD_API_BASE": discord_standin.api_base,
-        "DISCORD_GATEWAY_URL": discord_standin.gateway_url,
-        "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
-    }
-
-
-async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+from tests.harness import MANAGE_CHANNELS, bot_env, start_bot_process, write_config
 
 
 async def test_the_bot_process_answers_and_stops_cleanly_on_sigterm(
     tmp_path, discord_standin, model_server, redis_url, key_prefix, redis, world
 ) -> None:
     env = bot_env(discord_standin, model_server, redis_url)
-    process = await start("--config", str(write_config(tmp_path, key_prefix)), env=env)
+    process = await start_bot_process("--config", str(write_config(tmp_path, key_prefix)), env=env)
     try:
         await discord_standin.gateway.wait_identified(1, timeout=20)
         bot_id = discord_standin.bot_user["id"]
@@ -74,7 +39,7 @@ async def test_sync_publishes_the_slash_commands(
     tmp_path, discord_standin, model_server, redis_url, key_prefix
 ) -> None:
     env = bot_env(discord_standin, model_server, redis_url)
-    process = await start("sync", "--config", str(write_config(tmp_path, key_prefix)), env=env)
+    process = await start_bot_process("sync", "--config", str(write_config(tmp_path, key_prefix)), env=env)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, output.decode()
     [put] = [r for r in discord_standin.requests if r.route == "put_commands"]
@@ -90,7 +55,7 @@ async def test_sync_publishes_the_slash_commands(
 
 async def test_a_bad_token_exits_with_a_clear_message(tmp_path, discord_standin, model_server, redis_url, key_prefix):
     env = bot_env(discord_standin, model_server, redis_url) | {"DISCORD_TOKEN": "wrong-token"}
-    process = await start("--config", str(write_config(tmp_path, key_prefix)), env=env)
+    process = await start_bot_process("--config", str(write_config(tmp_path, key_prefix)), env=env)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 1
     assert "Discord rejected DISCORD_TOKEN" in output.decode()
