@@ -72,14 +72,20 @@ class Voice(commands.Cog):
     async def hear_and_answer(self, message: discord.Message, attachment: discord.Attachment) -> None:
         """Transcribe, show the transcript, then answer it as a chat turn; refusals get one sentence."""
         assert self.bot.user is not None
-        if not self.bot.settings.voice.enabled:
-            await message.reply(VOICE_OFF, mention_author=False)
-            return
         try:
+            # Claimed before the slow, paid part: a replayed event or a second process is silently
+            # dropped here instead of transcribing again (the turn then skips its own claim).
+            await self.bot.services.limits.claim(message.id)
+            if not self.bot.settings.voice.enabled:
+                await message.reply(VOICE_OFF, mention_author=False)
+                return
             audio = self.accept(attachment)
             async with message.channel.typing():
                 heard = await self.transcribe(attachment, audio)
         except BotError as exc:
+            if exc.silent:
+                log.debug("Voice message %s skipped: %s", message.id, exc)
+                return
             log.info("Voice message %s not transcribed: %s", message.id, exc, exc_info=exc.__cause__ is not None)
             await message.reply(exc.user_message, mention_author=False)
             return
@@ -108,6 +114,7 @@ class Voice(commands.Cog):
             guild_name=guild.name if guild else None,
             parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
             spoken=True,
+            claim=False,  # claimed before transcribing
         )
 
     async def transcribe_menu(self, interaction: discord.Interaction[ChatBot], message: discord.Message) -> None:

@@ -225,3 +225,15 @@ async def test_voice_follows_the_access_lists(chat_bot, world) -> None:
         await chat.answer(world.thread_id, f"echo: {heard}")
         assert len(chat.model.transcriptions) == 1 and chat.dc.cdn_downloads == 1
         assert chat.dc.bot_messages(world.channel_id) == []
+
+
+async def test_a_replayed_voice_message_is_transcribed_and_answered_once(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        voice = await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.dc.dispatch("MESSAGE_CREATE", voice)  # a gateway replay
+        await chat.answer(world.dm_channel_id, f"echo: transcript of voice-message.ogg ({len(CLIP)} bytes)")
+        await chat.dc.post_message(world.dm_channel_id, world.alice, "next")  # handled after the replay
+        await chat.answer(world.dm_channel_id, "echo: next")
+        assert len(chat.model.transcriptions) == 1 and chat.dc.cdn_downloads == 1
+        assert len(chat.model.requests) == 2, "one answer to the voice message, one to the text"
+        assert len(chat.dc.bot_messages(world.dm_channel_id)) == 3  # transcript, its answer, the text's
