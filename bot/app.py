@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import discord
@@ -13,6 +14,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot.errors import BotError
+from bot.health import HealthServer
+from bot.metrics import Metrics
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class BotTree(app_commands.CommandTree["ChatBot"]):
 
     async def report(self, interaction: discord.Interaction[ChatBot], cause: Exception) -> None:
         """Reply to the user with one short sentence; log what they don't need to see."""
+        interaction.client.metrics.error(cause)
         if isinstance(cause, BotError):
             text = cause.user_message
             log.info("/%s refused: %s", _command_name(interaction), cause)
@@ -76,6 +80,11 @@ class ChatBot(commands.AutoShardedBot):
     def __init__(self, services: Services, **options: Any) -> None:
         secrets = services.settings.secrets
         use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
+        # Several processes share the shards (SHARD_COUNT/SHARD_IDS); all their state is in Redis.
+        if secrets.shard_count is not None:
+            options.setdefault("shard_count", secrets.shard_count)
+        if secrets.shard_ids is not None:
+            options.setdefault("shard_ids", list(secrets.shard_ids))
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -87,6 +96,21 @@ class ChatBot(commands.AutoShardedBot):
         )
         self.services = services
         self.settings = services.settings
+        self.metrics = Metrics()
+        self.health: HealthServer | None = None
+
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        """Serve /healthz and /metrics (when enabled) from before the gateway connects: a probe sees
+        503 until the bot is ready. ``sync`` only logs in, so it never opens the port."""
+        if self.settings.health.enabled and self.health is None:
+            self.health = await HealthServer(self).start()
+        await super().start(token, reconnect=reconnect)
+
+    async def close(self) -> None:
+        if self.health is not None:
+            await self.health.close()
+            self.health = None
+        await super().close()
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -94,6 +118,11 @@ class ChatBot(commands.AutoShardedBot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: chat triggers live in cogs/chat.py, commands are slash commands."""
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """An event handler raised: count it by class, then log it as discord.py does."""
+        self.metrics.error(sys.exc_info()[1] or "unknown")
+        await super().on_error(event_method, *args, **kwargs)
 
     async def on_ready(self) -> None:
         log.info("Connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))

@@ -1,0 +1,123 @@
+"""/healthz and /metrics of a running bot (real discord.py client, stand-in Discord, real Redis), the
+metrics observer API, and the per-turn log line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.llm import Usage
+from bot.metrics import Metrics
+from bot.turnlog import format_turn, log_turn
+from tests.harness import start_bot
+
+HEALTH = {"enabled": True, "host": "127.0.0.1", "port": 0}
+
+
+async def get(bot: Any, path: str) -> tuple[int, str, str]:
+    assert bot.health is not None, "the health server runs when [health] enabled = true"
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{bot.health.port}{path}") as response:
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+def sample(metrics_text: str, name: str) -> float:
+    """The value of one sample line (``name`` includes its labels, as exposed)."""
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics:\n{metrics_text}")
+
+
+async def test_healthz_and_metrics_after_a_few_turns(chat_bot, world) -> None:
+    async with chat_bot(health=HEALTH) as chat:
+        for n in range(3):
+            await chat.mention(world.channel_id, f"question {n}")
+            await chat.answer(world.channel_id, f"echo: question {n}")
+        chat.bot.metrics.turn_finished("ok", 0.8, Usage(120, 30), first_token_s=0.2)
+        status, content_type, body = await get(chat.bot, "/healthz")
+        assert status == 200 and content_type.startswith("application/json"), body
+        health = json.loads(body)
+        assert health["status"] == "ok"
+        assert health["gateway"] == {"ok": True, "shards": {"0": True}}
+        assert health["redis"]["ok"] is True and health["redis"]["latency_ms"] >= 0
+
+        status, content_type, text = await get(chat.bot, "/metrics")
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+        assert sample(text, "discord_bot_shards_connected") == 1
+        assert sample(text, "discord_bot_shards") == 1
+        assert sample(text, 'discord_bot_redis_seconds_count{op="ping"}') >= 2  # one per probe
+        assert sample(text, 'discord_bot_turns_total{outcome="ok"}') == 1
+        assert sample(text, 'discord_bot_turns_total{outcome="error"}') == 0
+        assert sample(text, 'discord_bot_tokens_total{kind="input"}') == 120
+        assert sample(text, "discord_bot_model_first_token_seconds_count") == 1
+        assert sample(text, "discord_bot_active_streams") == 0
+        assert "python_gc" not in text, "a registry of its own, not the process-global default"
+
+
+async def test_healthz_is_503_when_redis_is_unreachable(discord_standin, make_settings, world) -> None:
+    with socket.socket() as probe:  # a port just released: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(health=HEALTH)
+    settings = dataclasses.replace(
+        settings, secrets=dataclasses.replace(settings.secrets, redis_url=f"redis://127.0.0.1:{port}/0")
+    )
+    async with start_bot(settings, discord_standin) as bot:
+        status, _, body = await get(bot, "/healthz")
+        assert status == 503, body
+        health = json.loads(body)
+        assert health["status"] == "unavailable" and health["gateway"]["ok"] is True
+        assert health["redis"] == {"ok": False, "error": "ConnectionError"}
+        _, _, text = await get(bot, "/metrics")
+        assert sample(text, 'discord_bot_errors_total{kind="ConnectionError"}') >= 1
+    assert bot.health is None, "closed with the bot"
+
+
+async def test_health_is_off_by_default(chat_bot) -> None:
+    async with chat_bot() as chat:
+        assert chat.bot.health is None
+
+
+def test_metrics_observer_api() -> None:
+    one, two = Metrics(), Metrics()  # two bots in one process do not collide
+    one.turn_finished("refused", 0.01)
+    one.error(TimeoutError())
+    one.error("ModelRateLimited")
+    with one.streaming():
+        assert b"discord_bot_active_streams 1.0" in one.render()
+    one.transcribed(12.5, seconds=1.5)
+    one.redis_latency(0.002)
+    text = one.render().decode()
+    assert sample(text, 'discord_bot_turns_total{outcome="refused"}') == 1
+    assert sample(text, 'discord_bot_errors_total{kind="TimeoutError"}') == 1
+    assert sample(text, 'discord_bot_errors_total{kind="ModelRateLimited"}') == 1
+    assert sample(text, "discord_bot_active_streams") == 0
+    assert sample(text, "discord_bot_transcribed_audio_seconds_total") == 12.5
+    assert sample(text, 'discord_bot_redis_seconds_count{op="batch"}') == 1
+    assert sample(two.render().decode(), 'discord_bot_turns_total{outcome="refused"}') == 0
+
+
+def test_the_turn_line_has_ids_tokens_and_timings_but_no_content() -> None:
+    line = format_turn(
+        conversation_id=42, guild_id=7, outcome="ok", seconds=2.345, usage=Usage(100, 20), first_token_s=0.41
+    )
+    assert line == "turn conversation=42 guild=7 outcome=ok in=100 out=20 first_token=0.41s total=2.35s"
+    assert format_turn(conversation_id=1, outcome="error", seconds=0.5, error="ModelTimeout") == (
+        "turn conversation=1 guild=dm outcome=error total=0.50s error=ModelTimeout"
+    )
+
+
+@pytest.mark.parametrize(("level", "shows_content"), [(logging.INFO, False), (logging.DEBUG, True)])
+def test_message_text_is_logged_only_at_debug(caplog, level: int, shows_content: bool) -> None:
+    caplog.set_level(level, logger="bot.turns")
+    log_turn(conversation_id=5, outcome="ok", seconds=1.0, question="my secret plan", answer="x" * 500)
+    [record] = caplog.records
+    assert ("my secret plan" in record.getMessage()) is shows_content
+    if shows_content:
+        assert len(record.getMessage()) < 600, "long texts are cut to a preview"
