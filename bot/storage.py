@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -30,6 +31,10 @@ EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 1.0
 RETRIES = 2
+# Turns beyond this many Redis calls at once wait for a free connection (up to SOCKET_TIMEOUT_S)
+# instead of failing: a turn's calls are sub-millisecond, so a few dozen connections serve hundreds
+# of concurrent conversations.
+MAX_CONNECTIONS = 64
 T = TypeVar("T")
 
 
@@ -68,9 +73,10 @@ def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None
     }
     if is_cluster_url(redis_url):
         return connect_cluster(plain_redis_url(redis_url or ""), options)
-    if redis_url:
-        return aioredis.Redis.from_url(redis_url, **options)
-    return aioredis.Redis(unix_socket_path=unix_socket_path, **options)
+    pool = BlockingConnectionPool.from_url(
+        redis_url or f"unix://{unix_socket_path}", max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def connect_cluster(url: str, options: dict[str, Any]) -> aioredis.Redis:
