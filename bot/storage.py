@@ -76,7 +76,7 @@ def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None
     pool = BlockingConnectionPool.from_url(
         redis_url or f"unix://{unix_socket_path}", max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 def connect_cluster(url: str, options: dict[str, Any]) -> aioredis.Redis:
