@@ -14,16 +14,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from bot.batch import Batch
 from bot.config import LimitSettings
 from bot.errors import BudgetExceeded, DuplicateMessage, TooManyTurns
 from bot.keys import Keys
-from bot.storage import guarded
+from bot.usage import UsageStore, day_key
 
 # Sliding window. KEYS: the user's turns (sorted set), the "already told" marker (same hash slot).
 # ARGV: now ms, window ms, limit, this message id. Returns {allowed, wait ms, notify}.
 RATE_LUA = """
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+-- A message already in the window (a voice message admitted before its turn) is not counted twice.
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
   redis.call('PEXPIRE', KEYS[1], window)
@@ -70,12 +72,21 @@ class Limits:
 
         return queue
 
-    async def claim(self, message_id: int) -> None:
-        """Claim in a round trip of its own (voice messages claim before the slow transcription)."""
-        taken = await guarded(
-            lambda: self.redis.set(self.keys.seen(message_id), 1, nx=True, ex=self.settings.duplicate_ttl_s)
-        )
-        _raise_if_taken([taken])
+    async def admit(
+        self, usage: UsageStore, *, message_id: int, guild_id: int | None, user_id: int, now: dt.datetime
+    ) -> None:
+        """Claim the message and apply the rate limit and budgets, in one round trip of its own: for work
+        that is paid before a turn starts (a voice message's transcription). The turn that follows
+        finds its message already counted in the rate window, and passes ``claim=False``."""
+        batch = Batch(self.redis)
+        batch.add(self.queue_claim(message_id))
+        rate = batch.add(self.queue_rate(user_id, message_id, now)) if self.rate_limited else None
+        spent = batch.add(usage.queue_tokens_spent(guild_id, user_id, day_key(now))) if self.budgeted else None
+        await batch.execute()
+        if rate is not None:
+            rate.value.enforce()
+        if spent is not None:
+            self.enforce_budgets(guild_id, *spent.value, now)
 
     def queue_rate(
         self, user_id: int, message_id: int, now: dt.datetime

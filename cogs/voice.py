@@ -14,6 +14,7 @@ from bot.conversation import ChatRequest
 from bot.errors import AudioUnavailable, BotError, NotAudio
 from bot.splitting import DISCORD_MESSAGE_LIMIT, split_message
 from bot.transcription import AudioFile, Transcription
+from bot.usage import day_key
 from cogs.chat import Chat, readable_text
 from cogs.utils.audio import audio_attachment
 from cogs.utils.replies import answer
@@ -73,15 +74,25 @@ class Voice(commands.Cog):
         """Transcribe, show the transcript, then answer it as a chat turn; refusals get one sentence."""
         assert self.bot.user is not None
         try:
-            # Claimed before the slow, paid part: a replayed event or a second process is silently
-            # dropped here instead of transcribing again (the turn then skips its own claim).
-            await self.bot.services.limits.claim(message.id)
+            # Claimed and checked (rate limit, budgets) before the slow, paid part: a replayed event or a
+            # second process is dropped here instead of transcribing again (the turn skips its claim).
+            services = self.bot.services
+            guild_id = message.guild.id if message.guild else None
+            await services.limits.admit(
+                services.usage,
+                message_id=message.id,
+                guild_id=guild_id,
+                user_id=message.author.id,
+                now=services.chat.clock(),
+            )
             if not self.bot.settings.voice.enabled:
                 await message.reply(VOICE_OFF, mention_author=False)
                 return
             audio = self.accept(attachment)
             async with message.channel.typing():
-                heard = await self.transcribe(attachment, audio)
+                heard = await self.transcribe(
+                    attachment, audio, message.guild.id if message.guild else None, message.author.id
+                )
         except BotError as exc:
             if exc.silent:
                 log.debug("Voice message %s skipped: %s", message.id, exc)
@@ -128,7 +139,7 @@ class Voice(commands.Cog):
         # message in the channel would be noise for everyone else (who can listen or ask themselves).
         # Deferred first: a transcription can take longer than the 3 s Discord allows for an answer.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        heard = await self.transcribe(attachment, audio)
+        heard = await self.transcribe(attachment, audio, interaction.guild_id, interaction.user.id)
         for piece in quoted(heard.text):
             await interaction.followup.send(piece, ephemeral=True)
 
@@ -139,14 +150,25 @@ class Voice(commands.Cog):
             attachment.filename, attachment.content_type, size=attachment.size, seconds=attachment.duration
         )
 
-    async def transcribe(self, attachment: discord.Attachment, audio: AudioFile) -> Transcription:
-        """Download the attachment and transcribe it: the one place every transcription goes through."""
+    async def transcribe(
+        self, attachment: discord.Attachment, audio: AudioFile, guild_id: int | None, user_id: int
+    ) -> Transcription:
+        """Download the attachment and transcribe it: the one place every transcription goes through,
+        so the one place its usage (audio seconds) is recorded for the guild and the user."""
         try:
             data = await attachment.read()
         except discord.HTTPException as exc:
             raise AudioUnavailable(f"attachment {attachment.id}: {exc}") from exc
         heard = await self.bot.services.transcriber.transcribe(data, audio, seconds=attachment.duration)
         log.info("Transcribed %.1f s of audio (%s)", heard.seconds, heard.seconds_source)
+        services = self.bot.services
+        await services.usage.record(
+            guild_id=guild_id,
+            user_id=user_id,
+            model=services.transcriber.model,
+            day=day_key(services.chat.clock()),
+            audio_seconds=heard.seconds,
+        )
         return heard
 
 

@@ -140,9 +140,10 @@ async def test_usage_duplicates_and_rate_limit_on_a_cluster(cluster_services: Se
     report = await usage.report(today=NOW.date(), days=3, user_id=31)
     assert [totals.tokens for _, totals in report] == [1500, 0, 0]
 
-    await limits.claim(555)
+    # A voice message's admission: claim, rate window and budgets in one pipeline over three slots.
+    await limits.admit(usage, message_id=555, guild_id=21, user_id=32, now=NOW)
     with pytest.raises(DuplicateMessage):
-        await limits.claim(555)
+        await limits.admit(usage, message_id=555, guild_id=21, user_id=32, now=NOW)
 
     # Two turns per minute: the third is refused, from the same pipeline that reads history and persona.
     for n in range(2):

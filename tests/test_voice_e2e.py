@@ -237,3 +237,31 @@ async def test_a_replayed_voice_message_is_transcribed_and_answered_once(chat_bo
         assert len(chat.model.transcriptions) == 1 and chat.dc.cdn_downloads == 1
         assert len(chat.model.requests) == 2, "one answer to the voice message, one to the text"
         assert len(chat.dc.bot_messages(world.dm_channel_id)) == 3  # transcript, its answer, the text's
+
+
+async def test_transcriptions_count_audio_seconds_for_the_guild_and_the_user(chat_bot, world) -> None:
+    from bot.config import Price
+
+    prices = (Price("whisper-1", audio_per_minute=0.6), Price(TEST_MODEL))
+    async with chat_bot(usage={"prices": prices}) as chat:
+        chat.model.script_transcriptions(Transcript("hello there", billed_seconds=12.5))
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, "echo: hello there")
+        mine = await chat.command("usage", options={"days": 1}, channel_id=world.dm_channel_id)
+        assert "12 s of audio" in mine.content and "2 requests" in mine.content
+        assert "about $0.1250" in mine.content  # 12.5 s at $0.60 a minute; the chat model is free here
+        # Without usage from the server, the length Discord gives the voice message counts.
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat, seconds=30.0))
+        await chat.answer(world.dm_channel_id, f"echo: transcript of voice-message.ogg ({len(CLIP)} bytes)")
+        mine = await chat.command("usage", options={"days": 1}, channel_id=world.dm_channel_id)
+        assert "42 s of audio" in mine.content and "4 requests" in mine.content
+
+
+async def test_a_spent_budget_or_rate_limit_stops_a_voice_message_before_it_is_transcribed(chat_bot, world) -> None:
+    async with chat_bot(limits={"user_turns": 1, "user_window_s": 600}) as chat:
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.dc.wait_for(lambda r: str((r.json or {}).get("content", "")).startswith("echo: transcript"))
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        refusal = await chat.dc.wait_for(lambda r: "faster than I can answer" in str((r.json or {}).get("content")))
+        assert refusal.json["content"].startswith("You're sending messages faster than I can answer.")
+        assert len(chat.model.transcriptions) == 1 and len(chat.model.requests) == 1

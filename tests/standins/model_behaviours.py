@@ -151,12 +151,14 @@ class StreamError:
 
 @dataclass(frozen=True)
 class Transcript:
-    """A successful transcription after ``delay`` seconds."""
+    """A successful transcription after ``delay`` seconds. ``billed_seconds``: the usage OpenAI's json
+    answer reports (``{"type": "duration", "seconds": ...}``); None sends no usage, like older servers."""
 
     text: str
     delay: float = 0.0
     language: str = "en"
     duration: float = 1.0
+    billed_seconds: float | None = None
 
 
 ChatBehaviour = Reply | Error | Stall | StallMidStream | Cut | Drop | Malformed | StreamError

@@ -242,6 +242,8 @@ async def respond_transcription(
     if response_format in ("text", "srt", "vtt"):
         return web.Response(text=transcript.text, headers=headers)
     body: dict[str, Any] = {"text": transcript.text}
+    if transcript.billed_seconds is not None:
+        body["usage"] = {"type": "duration", "seconds": transcript.billed_seconds}
     if response_format == "verbose_json":
         body = {
             "task": "transcribe",
