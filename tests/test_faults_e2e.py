@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.errors import StorageUnavailable
-from tests.standins.model_server import Reply
+import pytest
+
+from bot.errors import ModelUnavailable, StorageUnavailable
+from tests.standins.model_server import Drop, Malformed, Reply, StallMidStream
 from tests.standins.redis_process import RedisProcess
 
 
@@ -54,3 +56,28 @@ async def test_a_gateway_reconnect_does_not_answer_twice(chat_bot, world) -> Non
         assert chat.dc.gateway.resume_count == 1
         assert [r.messages[-1]["content"] for r in chat.model.requests] == ["before the drop", "after the resume"]
         assert len(chat.dc.bot_messages(world.channel_id)) == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Drop(after_chunks=2), Malformed(after_chunks=2), StallMidStream(after_chunks=2, seconds=5)],
+    ids=["dropped connection", "malformed chunk", "stall mid-stream"],
+)
+async def test_an_answer_broken_mid_stream_is_marked_and_not_stored(chat_bot, world, fault) -> None:
+    async with chat_bot(model={"idle_timeout_s": 0.3}) as chat:
+        chat.model.script(fault)
+        await chat.mention(world.channel_id, "tell me a story")
+        final = await chat.dc.wait_for(lambda r: "*(Interrupted:" in str((r.json or {}).get("content")))
+        assert final.json["content"].startswith(chat.model.requests[0].sent_text)
+        assert await chat.stored_turns(world.channel_id) == []
+
+
+async def test_a_model_server_that_refuses_connections_gets_its_message(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        await chat.model.refuse_connections()
+        await chat.mention(world.channel_id, "anyone there?")
+        await chat.answer(world.channel_id, ModelUnavailable().user_message)
+        await chat.model.restart()
+        await chat.mention(world.channel_id, "and now?")
+        await chat.answer(world.channel_id, "echo: and now?")
+        assert [t["content"] for t in await chat.stored_turns(world.channel_id)] == ["and now?", "echo: and now?"]
