@@ -26,6 +26,8 @@ class RecordedRequest:
     status: int | None = None  # HTTP status sent (None: no status line was sent)
     sent_text: str = ""  # content actually sent (joined content deltas / message content)
     usage: dict[str, int] | None = None  # the usage object actually sent, if any
+    first_chunk_at: float | None = None  # time.monotonic() once the first content chunk was written
+    last_chunk_at: float | None = None  # ...once the stream's last byte ([DONE] or a cut) was written
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # handler done
 
     @property

@@ -124,6 +124,8 @@ class ChatResponder:
                 if i:
                     await self.sleep(chunk_delay)
                 await self._send(response, self._chunk({"content": piece}))
+                if not self.record.sent_text:
+                    self.record.first_chunk_at = time.monotonic()
                 self.record.sent_text += piece
             if isinstance(behaviour, StallMidStream):
                 await self.sleep(behaviour.seconds)
@@ -138,6 +140,7 @@ class ChatResponder:
             elif isinstance(behaviour, Reply):
                 await self._finish_stream(response, behaviour, len(chunks))
             await response.write_eof()  # Cut ends here: no finish_reason, usage or [DONE]
+            self.record.last_chunk_at = time.monotonic()
         except ConnectionError:
             pass  # the client went away; aiohttp ignores the failed write_eof too
         return response
