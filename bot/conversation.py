@@ -146,7 +146,7 @@ class ChatService:
                 bot_name=request.bot_name, guild_name=request.guild_name, today=now.date()
             )
             user_turn = self._user_turn(request)
-            messages = self._prompt(system_prompt, window, user_turn)
+            messages, prompt_tokens = self._prompt(system_prompt, window, user_turn)
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
@@ -158,11 +158,9 @@ class ChatService:
                     yield event
             assert finish is not None  # ChatModel.stream raises when the stream has no finish
             text = "".join(parts)
-            usage = finish.usage or Usage(
-                sum(self.counter.message(m["content"], m.get("name")) for m in messages) + REPLY_PRIMING_TOKENS,
-                self.counter.count(text),
-                estimated=True,
-            )
+            # No usage from the server: estimate from the counts already known, so a long history is
+            # not tokenised again (every message's count was taken once, when it was stored).
+            usage = finish.usage or Usage(prompt_tokens, self.counter.count(text), estimated=True)
             await self._finish(request, day, window, user_turn, text, usage)
             yield TurnDone(text, finish.reason, usage)
 
@@ -178,22 +176,20 @@ class ChatService:
             spoken=request.spoken,
         )
 
-    def _prompt(self, system_prompt: str, window: Window, user_turn: Turn) -> list[dict[str, Any]]:
-        """System prompt, the newest stored turns that fit, the new message. Only the new message (and
-        the system prompt) are tokenised here: stored turns carry their counts."""
+    def _prompt(self, system_prompt: str, window: Window, user_turn: Turn) -> tuple[list[dict[str, Any]], int]:
+        """System prompt, the newest stored turns that fit, the new message, and the prompt's token
+        count. Only the new message (and the system prompt) are tokenised here: stored turns carry
+        their counts."""
         system = {"role": "system", "content": system_prompt}
-        budget = (
-            self.context_window
-            - self.max_reply_tokens
-            - self.margin
-            - REPLY_PRIMING_TOKENS
-            - self.counter.message(system_prompt)
-        )
+        system_tokens = self.counter.message(system_prompt)
+        budget = self.context_window - self.max_reply_tokens - self.margin - REPLY_PRIMING_TOKENS - system_tokens
         if user_turn.tokens > budget:
             raise MessageTooLong(user_turn.tokens, budget)
         kept = fit_newest(window.tokens, budget - user_turn.tokens)
-        history = window.messages[len(window.messages) - kept :]
-        return [system, *history, user_turn.to_message()]
+        start = len(window.messages) - kept
+        history = window.messages[start:]
+        tokens = system_tokens + sum(window.tokens[start:]) + user_turn.tokens + REPLY_PRIMING_TOKENS
+        return [system, *history, user_turn.to_message()], tokens
 
     async def _finish(
         self, request: ChatRequest, day: str, window: Window, user_turn: Turn, text: str, usage: Usage
