@@ -1,0 +1,94 @@
+"""``python -m bench [--quick] [--out DIR]``: what the bot adds to each turn, how it scales with history
+and with concurrent conversations. Prints a table with targets and verdicts, writes it as JSON (and a
+PNG plot when matplotlib is installed) under ``bench/results/``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Never fetch tiktoken data: the bot is configured with download_encodings = false (bundled cl100k).
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tiktoken-"))
+
+from bench import report
+from bench.concurrency import concurrency_run, memory_run
+from bench.env import embedded_redis
+from bench.turns import history_run
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Scale:
+    sizes: tuple[int, ...]  # stored turns per conversation
+    turns: int  # measured turns per size
+    unpatched_turns: int  # turns without the extra_body shortcut (the SDK walks 1,000 messages: slow)
+    counted_turns: int  # turns through the round-trip-counting proxy
+    conversations: int  # concurrency
+    slow_model_s: float
+    stored: tuple[int, ...]  # stored conversations for the memory runs
+    memory_turns: int
+
+
+FULL = Scale((10, 100, 1000), 200, 30, 20, 1000, 1.0, (10, 1000, 10000), 50)
+QUICK = Scale((10, 100), 6, 2, 3, 20, 0.2, (10, 100), 3)
+
+
+async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any], list[Any], list[Any]]:
+    with embedded_redis() as redis_url:
+        runs, unpatched, counted = [], [], []
+        for size in scale.sizes:
+            log(f"history: {size} stored turns")
+            runs.append(await history_run(redis_url, size, scale.turns))
+            unpatched.append(await history_run(redis_url, size, scale.unpatched_turns, workaround=False))
+            counted.append(await history_run(redis_url, size, scale.counted_turns, count_round_trips=True))
+        log(f"concurrency: {scale.conversations} conversations, {scale.slow_model_s} s model")
+        slow = await concurrency_run(redis_url, scale.conversations, scale.slow_model_s)
+        log(f"concurrency: {scale.conversations} conversations, instant model")
+        instant = await concurrency_run(redis_url, scale.conversations, 0.0)
+        memory = []
+        for stored in scale.stored:
+            log(f"memory: {stored} stored conversations")
+            memory.append(await memory_run(redis_url, stored, scale.memory_turns))
+    rows = [
+        *report.history_rows(runs, unpatched),
+        *report.storage_rows(counted),
+        *report.concurrency_rows(slow, instant),
+        *report.first_text_rows(runs),
+        *report.memory_rows(memory),
+        *report.token_rows(runs),
+    ]
+    raw = {"scale": scale, "history": runs, "unpatched": unpatched, "counted": counted, "slow": slow}
+    raw |= {"instant": instant, "memory": memory}
+    return rows, raw, runs, unpatched
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): a smoke run, not figures")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNG (bench/results)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    scale = QUICK if args.quick else FULL
+    began = time.monotonic()
+    rows, raw, runs, unpatched = asyncio.run(run(scale, lambda text: print(f"... {text}", flush=True)))
+    print(report.render(rows))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"bench-{'quick-' if args.quick else ''}{stamp}"
+    report.write_json(args.out / f"{name}.json", rows, raw)
+    plotted = report.write_plot(args.out / f"{name}.png", runs, unpatched)
+    print(f"\nwrote {args.out / name}.json" + (" and .png" if plotted else " (no PNG: matplotlib not installed)"))
+    print(f"took {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Sections 1, 2, 4 and 6: one turn at a time through the real discord.py client, at a given number of
+stored turns, with every interval taken from the stand-ins' own timestamps (one monotonic clock).
+
+A turn's bot-added latency is (model request arrived - MESSAGE_CREATE dispatched) + (final Discord edit
+arrived - model's last byte sent): everything but the model's own time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bench.env import (
+    ANSWER_TEXT,
+    USER_TEXT,
+    Guild,
+    bench_settings,
+    build_guild,
+    command_calls,
+    counting_proxy,
+    delete_prefix,
+    new_prefix,
+    seed_history,
+    servers,
+)
+from bot.llm import ChatModel
+from tests.harness import start_bot
+from tests.standins.discord_standin import DiscordStandin
+from tests.standins.model_server import ModelServer, Reply
+from tests.standins.redis_proxy import RoundTripProxy
+
+CHANNELS = 4  # conversations the turns rotate over (each seeded with the same history)
+CHUNK_CHARS = 80  # ~5 content chunks per answer...
+CHUNK_DELAY_S = 0.005  # ...streamed over ~20 ms, so the first message is out before the answer ends
+
+
+@dataclass
+class TurnTiming:
+    to_request_ms: float  # MESSAGE_CREATE dispatched -> model request arrived
+    after_model_ms: float  # model's last byte -> final Discord edit arrived
+    first_text_ms: float  # model's first content chunk -> the bot's first message arrived
+    round_trips: int
+
+    @property
+    def added_ms(self) -> float:
+        return self.to_request_ms + self.after_model_ms
+
+
+@dataclass
+class HistoryRun:
+    stored_turns: int
+    cold: list[TurnTiming] = field(default_factory=list)  # each conversation's first turn (cache miss)
+    warm: list[TurnTiming] = field(default_factory=list)
+    commands_per_turn: float = 0.0
+    encode_calls_per_turn: float = 0.0
+    encode_chars_per_turn: float = 0.0
+    encode_ms_per_turn: float = 0.0
+    # A server that sends no usage: the bot estimates the prompt's tokens itself.
+    encode_calls_no_usage: float = 0.0
+    encode_ms_no_usage: float = 0.0
+
+
+class CountingEncoding:
+    """Wraps the bot's tiktoken encoding to count what a turn tokenises (calls, characters, time)."""
+
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+        self.calls = 0
+        self.chars = 0
+        self.seconds = 0.0
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]:
+        start = time.perf_counter()
+        tokens = self.encoding.encode(text, **kwargs)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.chars += len(text)
+        return tokens
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoding, name)
+
+
+class UnpatchedChatModel(ChatModel):
+    """The SDK's ordinary call: messages as a typed param, so the SDK walks them before sending
+    (the "without the extra_body workaround" figure)."""
+
+    def request_params(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        params = super().request_params(messages)
+        params.pop("extra_body")
+        params["messages"] = messages
+        return params
+
+
+async def one_turn(
+    dc: DiscordStandin, model: ModelServer, proxy: RoundTripProxy | None, guild: Guild, channel: int
+) -> TurnTiming:
+    start = len(dc.requests)
+    served = len(model.requests)
+    trips = proxy.round_trips if proxy else 0
+    me = dc.bot_user
+    dispatched = time.monotonic()
+    await dc.post_message(channel, guild.alice, f"<@{me['id']}> {USER_TEXT}", mentions=[me])
+    record = (await model.wait_for_requests(served + 1, timeout=30))[served]
+    await record.finished.wait()
+    final = await dc.recorder.wait_for(
+        lambda r: isinstance(r.json, dict) and r.json.get("content") == ANSWER_TEXT,
+        key=("edit_message", channel),
+        start=start,
+        timeout=30,
+    )
+    first = await dc.wait_for_route("create_message", channel_id=channel, start=start)
+    assert record.first_chunk_at is not None and record.last_chunk_at is not None
+    return TurnTiming(
+        to_request_ms=(record.arrived_at - dispatched) * 1000,
+        after_model_ms=(final.at - record.last_chunk_at) * 1000,
+        first_text_ms=(first.at - record.first_chunk_at) * 1000,
+        round_trips=proxy.round_trips - trips if proxy else -1,
+    )
+
+
+async def history_run(
+    redis_url: str, stored_turns: int, turns: int, *, workaround: bool = True, count_round_trips: bool = False
+) -> HistoryRun:
+    """``turns`` turns, one at a time, in conversations holding ``stored_turns`` turns (kept there by
+    ``history.max_messages``: a long conversation at its cap, trimmed every turn). Round trips are
+    counted through a proxy only when asked: the relay's own hop would otherwise count as bot time."""
+    run = HistoryRun(stored_turns)
+    prefix = new_prefix()
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        async with servers() as (dc, model), counting_proxy(redis_url) as counter:
+            proxy = counter if count_round_trips else None
+            guild = build_guild(dc, CHANNELS)
+            await seed_history(direct, prefix, guild.channels, stored_turns, author_id=int(guild.alice["id"]))
+            model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S)
+            settings = bench_settings(
+                proxy.url if proxy else redis_url, model.base_url, prefix, history={"max_messages": stored_turns}
+            )
+            async with start_bot(settings, dc) as bot:
+                chat = bot.services.chat
+                if not workaround:
+                    chat.model = UnpatchedChatModel(chat.model.client, chat.model.settings)
+                for channel in guild.channels:
+                    run.cold.append(await one_turn(dc, model, proxy, guild, channel))
+                encoding = CountingEncoding(chat.counter.encoding)
+                chat.counter.encoding = encoding
+                calls_before = await command_calls(direct)
+                for i in range(turns):
+                    run.warm.append(await one_turn(dc, model, proxy, guild, guild.channels[i % CHANNELS]))
+                # The second INFO counts itself once more than the first did.
+                run.commands_per_turn = (await command_calls(direct) - calls_before - 1) / max(turns, 1)
+                run.encode_calls_per_turn = encoding.calls / max(turns, 1)
+                run.encode_chars_per_turn = encoding.chars / max(turns, 1)
+                run.encode_ms_per_turn = encoding.seconds * 1000 / max(turns, 1)
+                model.responder = lambda body: Reply(
+                    ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S, usage=None
+                )
+                encoding = chat.counter.encoding = CountingEncoding(encoding.encoding)
+                no_usage_turns = max(1, turns // 10)
+                for i in range(no_usage_turns):
+                    await one_turn(dc, model, proxy, guild, guild.channels[i % CHANNELS])
+                run.encode_calls_no_usage = encoding.calls / no_usage_turns
+                run.encode_ms_no_usage = encoding.seconds * 1000 / no_usage_turns
+    finally:
+        await delete_prefix(direct, prefix)
+        await direct.aclose()
+    return run
