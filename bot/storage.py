@@ -31,10 +31,12 @@ EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 1.0
 RETRIES = 2
-# Turns beyond this many Redis calls at once wait for a free connection (up to SOCKET_TIMEOUT_S)
-# instead of failing: a turn's calls are sub-millisecond, so a few dozen connections serve hundreds
-# of concurrent conversations.
-MAX_CONNECTIONS = 64
+# Turns beyond this many Redis calls at once wait for a free connection instead of failing. A call holds
+# its connection well under a millisecond of Redis time, but under a CPU-saturated event loop (a burst
+# of a thousand conversations) it may hold it for seconds of wall time: waiters queue for up to
+# POOL_WAIT_S, as long as a model answer may take, rather than report storage as down.
+MAX_CONNECTIONS = 128
+POOL_WAIT_S = 60.0
 T = TypeVar("T")
 
 
@@ -74,7 +76,7 @@ def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None
     if is_cluster_url(redis_url):
         return connect_cluster(plain_redis_url(redis_url or ""), options)
     pool = BlockingConnectionPool.from_url(
-        redis_url or f"unix://{unix_socket_path}", max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
+        redis_url or f"unix://{unix_socket_path}", max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S, **options
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
