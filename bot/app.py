@@ -96,7 +96,7 @@ class ChatBot(commands.AutoShardedBot):
         )
         self.services = services
         self.settings = services.settings
-        self.metrics = Metrics()
+        self.metrics: Metrics = services.metrics
         self.health: HealthServer | None = None
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:

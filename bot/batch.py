@@ -7,6 +7,7 @@ turn reads everything it needs (history, persona, limits) in a single round trip
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -40,9 +41,12 @@ class Pending(Generic[T]):
 
 
 class Batch:
-    def __init__(self, client: aioredis.Redis, *, transaction: bool = False) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, transaction: bool = False, observe: Callable[[float], None] | None = None
+    ) -> None:
         self.pipe: Pipeline = client.pipeline(transaction=transaction)
         self._parts: list[tuple[int, Pending[Any]]] = []
+        self._observe = observe  # told each round trip's duration (seconds), for metrics
 
     def add(self, queue: Callable[[Pipeline], Parser[T]]) -> Pending[T]:
         """``queue`` puts its commands on the pipeline and returns the parser for their replies."""
@@ -61,4 +65,10 @@ class Batch:
 
     async def execute_raw(self) -> list[Any]:
         """One round trip returning every reply (for commands queued directly on ``pipe``)."""
-        return await guarded(self.pipe.execute)
+        if self._observe is None:
+            return await guarded(self.pipe.execute)
+        started = time.perf_counter()
+        try:
+            return await guarded(self.pipe.execute)
+        finally:
+            self._observe(time.perf_counter() - started)

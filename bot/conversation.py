@@ -96,6 +96,7 @@ class ChatService:
         usage: UsageStore,
         limits: Limits,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        observe_redis: Callable[[float], None] | None = None,
     ) -> None:
         self.redis = redis
         self.history = history
@@ -108,6 +109,7 @@ class ChatService:
         self.usage = usage
         self.limits = limits
         self.clock = clock
+        self.observe_redis = observe_redis  # each turn round trip's duration, for metrics
         self.locks = ConversationLocks()
 
     async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
@@ -118,7 +120,7 @@ class ChatService:
             now = self.clock()
             day = day_key(now)
             # The one read round trip: every check and everything the prompt needs.
-            batch = Batch(self.redis)
+            batch = Batch(self.redis, observe=self.observe_redis)
             if request.claim:
                 batch.add(self.limits.queue_claim(request.message_id))
             rate = (
@@ -195,7 +197,7 @@ class ChatService:
         self, request: ChatRequest, day: str, window: Window, user_turn: Turn, text: str, usage: Usage
     ) -> None:
         """The one write round trip: the exchange (unless the answer is empty) and the usage."""
-        batch = Batch(self.redis)
+        batch = Batch(self.redis, observe=self.observe_redis)
         if text:
             answer = Turn(role="assistant", content=text, tokens=self.counter.message(text))
             batch.add(self.history.queue_append(request.conversation_id, window, (user_turn, answer)))
@@ -214,7 +216,7 @@ class ChatService:
         """Clear a conversation's history; returns how many turns it had. Waits for a turn in progress,
         so its answer is not written back after the history was cleared."""
         async with self.locks.hold(conversation_id):
-            batch = Batch(self.redis)
+            batch = Batch(self.redis, observe=self.observe_redis)
             removed = batch.add(self.history.queue_clear(conversation_id))
             await batch.execute()
             return removed.value

@@ -17,6 +17,7 @@ from bot.history import HistoryStore
 from bot.keys import Keys
 from bot.limits import Limits
 from bot.llm import ChatModel, build_client
+from bot.metrics import Metrics
 from bot.personas import PersonaStore
 from bot.storage import open_redis
 from bot.tokens import TokenCounter, load_encoding
@@ -38,6 +39,7 @@ class Services:
     limits: Limits
     chat: ChatService
     transcriber: Transcriber
+    metrics: Metrics
 
 
 @contextlib.asynccontextmanager
@@ -83,6 +85,7 @@ def build_services(
 ) -> Services:
     """Wire the services around already-open clients (start-up, tests and the benchmark share this)."""
     keys = Keys(settings.redis.key_prefix)
+    metrics = Metrics()
     history = HistoryStore(
         keys,
         max_messages=settings.history.max_messages,
@@ -104,8 +107,9 @@ def build_services(
         usage=usage,
         limits=limits,
         **({"clock": clock} if clock else {}),
+        observe_redis=metrics.redis_latency,
     )
     transcriber = Transcriber(
         transcription_client or client, settings.voice, connect_timeout_s=settings.model.connect_timeout_s
     )
-    return Services(settings, redis, client, keys, history, personas, usage, limits, chat, transcriber)
+    return Services(settings, redis, client, keys, history, personas, usage, limits, chat, transcriber, metrics)

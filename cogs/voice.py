@@ -4,6 +4,7 @@ shows what it heard, then answers; right-click any message > Apps > Transcribe t
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -159,7 +160,9 @@ class Voice(commands.Cog):
             data = await attachment.read()
         except discord.HTTPException as exc:
             raise AudioUnavailable(f"attachment {attachment.id}: {exc}") from exc
+        started = time.perf_counter()
         heard = await self.bot.services.transcriber.transcribe(data, audio, seconds=attachment.duration)
+        self.bot.metrics.transcribed(heard.seconds, seconds=time.perf_counter() - started)
         log.info("Transcribed %.1f s of audio (%s)", heard.seconds, heard.seconds_source)
         services = self.bot.services
         await services.usage.record(

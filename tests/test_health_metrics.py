@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.errors import ModelError
 from bot.llm import Usage
 from bot.metrics import Metrics
 from bot.turnlog import format_turn, log_turn
 from tests.harness import start_bot
+from tests.standins.model_server import Error
 
 HEALTH = {"enabled": True, "host": "127.0.0.1", "port": 0}
 
@@ -39,7 +41,9 @@ async def test_healthz_and_metrics_after_a_few_turns(chat_bot, world) -> None:
         for n in range(3):
             await chat.mention(world.channel_id, f"question {n}")
             await chat.answer(world.channel_id, f"echo: question {n}")
-        chat.bot.metrics.turn_finished("ok", 0.8, Usage(120, 30), first_token_s=0.2)
+        chat.model.script(Error(500))
+        await chat.mention(world.channel_id, "this one fails")
+        await chat.answer(world.channel_id, ModelError().user_message)
         status, content_type, body = await get(chat.bot, "/healthz")
         assert status == 200 and content_type.startswith("application/json"), body
         health = json.loads(body)
@@ -52,10 +56,15 @@ async def test_healthz_and_metrics_after_a_few_turns(chat_bot, world) -> None:
         assert sample(text, "discord_bot_shards_connected") == 1
         assert sample(text, "discord_bot_shards") == 1
         assert sample(text, 'discord_bot_redis_seconds_count{op="ping"}') >= 2  # one per probe
-        assert sample(text, 'discord_bot_turns_total{outcome="ok"}') == 1
-        assert sample(text, 'discord_bot_turns_total{outcome="error"}') == 0
-        assert sample(text, 'discord_bot_tokens_total{kind="input"}') == 120
-        assert sample(text, "discord_bot_model_first_token_seconds_count") == 1
+        assert sample(text, 'discord_bot_turns_total{outcome="ok"}') == 3
+        assert sample(text, 'discord_bot_turns_total{outcome="error"}') == 1
+        assert sample(text, 'discord_bot_errors_total{kind="ModelError"}') == 1
+        reported = chat.model.reported_usage
+        assert sample(text, 'discord_bot_tokens_total{kind="input"}') == sum(u["prompt_tokens"] for u in reported)
+        assert sample(text, 'discord_bot_tokens_total{kind="output"}') == sum(u["completion_tokens"] for u in reported)
+        assert sample(text, "discord_bot_model_first_token_seconds_count") == 3
+        assert sample(text, "discord_bot_turn_seconds_count") == 4
+        assert sample(text, 'discord_bot_redis_seconds_count{op="batch"}') == 3 * 2 + 1, "2 per turn, 1 if it fails"
         assert sample(text, "discord_bot_active_streams") == 0
         assert "python_gc" not in text, "a registry of its own, not the process-global default"
 
@@ -121,3 +130,27 @@ def test_message_text_is_logged_only_at_debug(caplog, level: int, shows_content:
     assert ("my secret plan" in record.getMessage()) is shows_content
     if shows_content:
         assert len(record.getMessage()) < 600, "long texts are cut to a preview"
+
+
+async def test_each_turn_logs_one_line_without_content_unless_debug(chat_bot, world, caplog) -> None:
+    def turn_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "bot.turns"]
+
+    async def exchange(text: str) -> None:
+        await chat.mention(world.channel_id, text)
+        await chat.answer(world.channel_id, f"echo: {text}")
+
+    async with chat_bot() as chat:
+        caplog.set_level(logging.INFO, logger="bot.turns")
+        await exchange("a private question")
+        # A turn logs after its last edit; the next turn of the conversation starts only after that.
+        await exchange("next one")
+        line = turn_lines()[0]
+        assert line.startswith(f"turn conversation={world.channel_id} guild={world.guild_id} outcome=ok in=")
+        assert "first_token=" in line and "total=" in line
+        assert "private" not in caplog.text, "no message content at INFO"
+        caplog.set_level(logging.DEBUG, logger="bot.turns")
+        await exchange("a debug question")
+        await exchange("and the next")
+        line = turn_lines()[2]
+        assert "question='a debug question'" in line and "answer='echo: a debug question'" in line

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.conversation import ChatRequest, TurnDone, TurnStarted
-from bot.errors import BotError
+from bot.errors import BotError, BudgetExceeded, TooManyTurns
+from bot.llm import Usage
 from bot.splitting import close_open_fence, split_message
+from bot.turnlog import log_turn
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -121,20 +124,57 @@ async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest, *,
     """Run one chat turn for ``source`` and stream its answer into the channel; ``note`` (e.g. about
     attachments the bot ignored) goes at the end of the answer."""
     reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s)
+    started = time.perf_counter()
+    first_text: float | None = None
     try:
-        async for event in bot.services.chat.turn(request):
-            if isinstance(event, TurnStarted):
-                reply.start_typing()
-            elif isinstance(event, TurnDone):
-                notes = [NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER), note]
-                await reply.finish("\n".join(n for n in notes if n) or None)
-            else:
-                await reply.add(event)
+        with bot.metrics.streaming():
+            async for event in bot.services.chat.turn(request):
+                if isinstance(event, TurnStarted):
+                    reply.start_typing()
+                elif isinstance(event, TurnDone):
+                    notes = [NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER), note]
+                    await reply.finish("\n".join(n for n in notes if n) or None)
+                    _record(bot, request, "ok", started, first_text, event.usage, answer=event.text)
+                else:
+                    if first_text is None:
+                        first_text = time.perf_counter() - started
+                    await reply.add(event)
     except BotError as exc:
         if exc.silent:
             log.debug("Turn in %s skipped: %s", request.conversation_id, exc)
             return
+        outcome = "refused" if isinstance(exc, TooManyTurns | BudgetExceeded) else "error"
+        if outcome == "error":
+            bot.metrics.error(exc)
+        _record(bot, request, outcome, started, first_text, error=type(exc).__name__)
         log.warning("Turn in %s failed: %s", request.conversation_id, exc, exc_info=exc.__cause__ is not None)
         await reply.fail(exc)
     finally:
         reply.close()
+
+
+def _record(
+    bot: ChatBot,
+    request: ChatRequest,
+    outcome: str,
+    started: float,
+    first_text: float | None,
+    usage: Usage | None = None,
+    *,
+    answer: str | None = None,
+    error: str | None = None,
+) -> None:
+    """The turn's metrics and its one log line (texts only at DEBUG: see bot.turnlog)."""
+    seconds = time.perf_counter() - started
+    bot.metrics.turn_finished(outcome, seconds, usage, first_token_s=first_text)
+    log_turn(
+        conversation_id=request.conversation_id,
+        guild_id=request.guild_id,
+        outcome=outcome,
+        seconds=seconds,
+        usage=usage,
+        first_token_s=first_text,
+        error=error,
+        question=request.text,
+        answer=answer,
+    )
