@@ -121,27 +121,21 @@ class ChatService:
             day = day_key(now)
             # The one read round trip: every check and everything the prompt needs.
             batch = Batch(self.redis, observe=self.observe_redis)
-            if request.claim:
-                batch.add(self.limits.queue_claim(request.message_id))
-            rate = (
-                batch.add(self.limits.queue_rate(request.author_id, request.message_id, now))
-                if self.limits.rate_limited
-                else None
-            )
-            spent = (
-                batch.add(self.usage.queue_tokens_spent(request.guild_id, request.author_id, day))
-                if self.limits.budgeted
-                else None
+            admitted = self.limits.queue_admission(
+                batch,
+                self.usage,
+                message_id=request.message_id,
+                guild_id=request.guild_id,
+                user_id=request.author_id,
+                now=now,
+                claim=request.claim,
             )
             persona = batch.add(
                 self.personas.queue_active(request.guild_id, request.conversation_id, request.parent_id)
             )
             read = batch.add(self.history.queue_read(request.conversation_id))
             await batch.execute()
-            if rate is not None:
-                rate.value.enforce()
-            if spent is not None:
-                self.limits.enforce_budgets(request.guild_id, *spent.value, now)
+            admitted()
             window = read.value
 
             system_prompt = persona.value.render(

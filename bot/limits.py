@@ -72,21 +72,43 @@ class Limits:
 
         return queue
 
+    def queue_admission(
+        self,
+        batch: Batch,
+        usage: UsageStore,
+        *,
+        message_id: int,
+        guild_id: int | None,
+        user_id: int,
+        now: dt.datetime,
+        claim: bool = True,
+    ) -> Callable[[], None]:
+        """Queue on ``batch`` what decides whether a message may start paid work: its claim, the user's
+        rate window, the day's budgets. Once the batch has executed, call the returned function: it
+        raises DuplicateMessage, TooManyTurns or BudgetExceeded, or returns."""
+        if claim:
+            batch.add(self.queue_claim(message_id))  # its parser raises on a duplicate
+        rate = batch.add(self.queue_rate(user_id, message_id, now)) if self.rate_limited else None
+        spent = batch.add(usage.queue_tokens_spent(guild_id, user_id, day_key(now))) if self.budgeted else None
+
+        def enforce() -> None:
+            if rate is not None:
+                rate.value.enforce()
+            if spent is not None:
+                self.enforce_budgets(guild_id, *spent.value, now)
+
+        return enforce
+
     async def admit(
         self, usage: UsageStore, *, message_id: int, guild_id: int | None, user_id: int, now: dt.datetime
     ) -> None:
-        """Claim the message and apply the rate limit and budgets, in one round trip of its own: for work
-        that is paid before a turn starts (a voice message's transcription). The turn that follows
-        finds its message already counted in the rate window, and passes ``claim=False``."""
+        """The admission in a round trip of its own, for work paid before a turn starts (a voice message's
+        transcription). The turn that follows finds its message already in the rate window and passes
+        ``claim=False``."""
         batch = Batch(self.redis)
-        batch.add(self.queue_claim(message_id))
-        rate = batch.add(self.queue_rate(user_id, message_id, now)) if self.rate_limited else None
-        spent = batch.add(usage.queue_tokens_spent(guild_id, user_id, day_key(now))) if self.budgeted else None
+        enforce = self.queue_admission(batch, usage, message_id=message_id, guild_id=guild_id, user_id=user_id, now=now)
         await batch.execute()
-        if rate is not None:
-            rate.value.enforce()
-        if spent is not None:
-            self.enforce_budgets(guild_id, *spent.value, now)
+        enforce()
 
     def queue_rate(
         self, user_id: int, message_id: int, now: dt.datetime
