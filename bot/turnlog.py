@@ -7,6 +7,7 @@ operator sees load and latency without reading anyone's conversation.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bot.metrics import TokenUsage
 
@@ -44,36 +45,14 @@ def format_turn(
     return " ".join(parts)
 
 
-def log_turn(
-    *,
-    conversation_id: int,
-    outcome: str,
-    seconds: float,
-    usage: TokenUsage | None = None,
-    first_token_s: float | None = None,
-    guild_id: int | None = None,
-    error: str | None = None,
-    question: str | None = None,
-    answer: str | None = None,
-) -> None:
-    """Log the turn's line at INFO; the question and answer are dropped unless DEBUG is enabled."""
+def log_turn(**fields: Any) -> None:
+    """Log the turn's line (``format_turn``'s arguments) at INFO; the question and answer are dropped
+    unless DEBUG is enabled."""
     if not log.isEnabledFor(logging.INFO):
         return
-    with_content = log.isEnabledFor(logging.DEBUG)
-    log.info(
-        "%s",
-        format_turn(
-            conversation_id=conversation_id,
-            outcome=outcome,
-            seconds=seconds,
-            usage=usage,
-            first_token_s=first_token_s,
-            guild_id=guild_id,
-            error=error,
-            question=question if with_content else None,
-            answer=answer if with_content else None,
-        ),
-    )
+    if not log.isEnabledFor(logging.DEBUG):
+        fields = {**fields, "question": None, "answer": None}
+    log.info("%s", format_turn(**fields))
 
 
 def _preview(text: str) -> str:
