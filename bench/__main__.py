@@ -21,7 +21,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tikto
 from bench import report
 from bench.concurrency import concurrency_run, memory_run
 from bench.env import embedded_redis
-from bench.turns import history_run
+from bench.turns import history_run, process_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,7 +29,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Scale:
     sizes: tuple[int, ...]  # stored turns per conversation
-    turns: int  # measured turns per size
+    turns: int  # measured turns per size, bot in its own process (the headline latency)
+    inprocess_turns: int  # turns per size with the bot in this process (token counts; comparison)
     unpatched_turns: int  # turns without the extra_body shortcut (the SDK walks 1,000 messages: slow)
     counted_turns: int  # turns through the round-trip-counting proxy
     conversations: int  # concurrency
@@ -38,16 +39,17 @@ class Scale:
     memory_turns: int
 
 
-FULL = Scale((10, 100, 1000), 200, 30, 20, 1000, 1.0, (10, 1000, 10000), 50)
-QUICK = Scale((10, 100), 6, 2, 3, 20, 0.2, (10, 100), 3)
+FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50)
+QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3)
 
 
 async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any], list[Any], list[Any]]:
     with embedded_redis() as redis_url:
-        runs, unpatched, counted = [], [], []
+        runs, inprocess, unpatched, counted = [], [], [], []
         for size in scale.sizes:
             log(f"history: {size} stored turns")
-            runs.append(await history_run(redis_url, size, scale.turns))
+            runs.append(await process_run(redis_url, size, scale.turns))
+            inprocess.append(await history_run(redis_url, size, scale.inprocess_turns))
             unpatched.append(await history_run(redis_url, size, scale.unpatched_turns, workaround=False))
             counted.append(await history_run(redis_url, size, scale.counted_turns, count_round_trips=True))
         log(f"concurrency: {scale.conversations} conversations, {scale.slow_model_s} s model")
@@ -59,14 +61,15 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
             log(f"memory: {stored} stored conversations")
             memory.append(await memory_run(redis_url, stored, scale.memory_turns))
     rows = [
-        *report.history_rows(runs, unpatched),
+        *report.history_rows(runs, inprocess, unpatched),
         *report.storage_rows(counted),
         *report.concurrency_rows(slow, instant),
         *report.first_text_rows(runs),
         *report.memory_rows(memory),
-        *report.token_rows(runs),
+        *report.token_rows(inprocess),
     ]
-    raw = {"scale": scale, "history": runs, "unpatched": unpatched, "counted": counted, "slow": slow}
+    raw = {"scale": scale, "history": runs, "inprocess": inprocess, "unpatched": unpatched, "counted": counted}
+    raw["slow"] = slow
     raw |= {"instant": instant, "memory": memory}
     return rows, raw, runs, unpatched
 

@@ -34,7 +34,8 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def history_rows(runs: list[HistoryRun], unpatched: list[HistoryRun]) -> list[Row]:
+def history_rows(runs: list[HistoryRun], inprocess: list[HistoryRun], unpatched: list[HistoryRun]) -> list[Row]:
+    """``runs``: the bot in its own process (the verdicts); ``inprocess``: next to the stand-ins."""
     rows: list[Row] = []
     p50s = {}
     for run in runs:
@@ -64,6 +65,15 @@ def history_rows(runs: list[HistoryRun], unpatched: list[HistoryRun]) -> list[Ro
         )
         cold = [t.to_request_ms for t in run.cold]
         rows.append(Row("1 added latency", f"{n}: first turn after start (cold cache), message->request", _ms(cold)))
+    for run in inprocess:
+        added = [t.added_ms for t in run.warm]
+        rows.append(
+            Row(
+                "1 added latency",
+                f"{run.stored_turns}: in one process with the stand-ins (their CPU counted), p50/p99",
+                f"{percentile(added, 50):.2f} / {percentile(added, 99):.2f} ms",
+            )
+        )
     for run in unpatched:
         value = percentile([t.to_request_ms for t in run.warm], 50)
         rows.append(

@@ -1,8 +1,14 @@
 """Sections 1, 2, 4 and 6: one turn at a time through the real discord.py client, at a given number of
 stored turns, with every interval taken from the stand-ins' own timestamps (one monotonic clock).
 
-A turn's bot-added latency is (model request arrived - MESSAGE_CREATE dispatched) + (final Discord edit
-arrived - model's last byte sent): everything but the model's own time.
+A turn's bot-added latency is (model request arrived - MESSAGE_CREATE frame written to the bot's
+websocket) + (final Discord edit arrived - model's last byte sent): everything but the model's own time.
+
+``process_run`` is the headline: the bot as ``python -m bot`` in its own process, so the stand-ins'
+CPU (aiohttp, JSON, the recorder) runs on the other core and is not counted as the bot's. ``history_run``
+runs the bot in this process, next to the stand-ins: the only way to swap its tokenizer for a counting one
+or its model for the SDK's ordinary call, so it gives the token and SDK-walk figures, and an in-process
+latency for comparison (which includes the stand-ins' CPU, interleaved on the same event loop).
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.concurrency import wait_until_answering
 from bench.env import (
     ANSWER_TEXT,
+    MODEL,
     USER_TEXT,
+    BotProcess,
     Guild,
     bench_settings,
     build_guild,
@@ -35,6 +44,37 @@ from tests.standins.redis_proxy import RoundTripProxy
 CHANNELS = 4  # conversations the turns rotate over (each seeded with the same history)
 CHUNK_CHARS = 80  # ~5 content chunks per answer...
 CHUNK_DELAY_S = 0.005  # ...streamed over ~20 ms, so the first message is out before the answer ends
+
+
+class GatewayClock:
+    """When the stand-in actually wrote a watched MESSAGE_CREATE frame to the bot's websocket.
+
+    ``post_message`` only queues the frame (a writer task sends it on a later loop pass, after
+    json.dumps): stamping before it would count the stand-in's own work as the bot's. The bot cannot
+    see a message before its frame is in the kernel, so that is where its time starts."""
+
+    def __init__(self, dc: DiscordStandin) -> None:
+        self.dc = dc
+        self.watching: str | None = None
+        self.written_at: float | None = None
+        self._wrapped: set[int] = set()
+
+    def watch(self, message_id: str) -> None:
+        """Call right after ``post_message`` (the frame is queued, not yet written)."""
+        for conn in list(self.dc.gateway.connections):
+            if id(conn.ws) not in self._wrapped:  # a reconnect brings a new websocket
+                self._wrapped.add(id(conn.ws))
+                conn.ws.send_str = self._timed(conn.ws.send_str)  # type: ignore[method-assign]
+        self.watching, self.written_at = f'"id": "{message_id}"', None
+
+    def _timed(self, send_str: Any) -> Any:
+        async def send(data: str, *args: Any, **kwargs: Any) -> None:
+            await send_str(data, *args, **kwargs)
+            if self.watching is not None and self.watching in data:
+                self.written_at = time.monotonic()
+                self.watching = None
+
+        return send
 
 
 @dataclass
@@ -96,14 +136,20 @@ class UnpatchedChatModel(ChatModel):
 
 
 async def one_turn(
-    dc: DiscordStandin, model: ModelServer, proxy: RoundTripProxy | None, guild: Guild, channel: int
+    dc: DiscordStandin,
+    model: ModelServer,
+    proxy: RoundTripProxy | None,
+    guild: Guild,
+    channel: int,
+    clock: GatewayClock | None = None,
 ) -> TurnTiming:
     start = len(dc.requests)
     served = len(model.requests)
     trips = proxy.round_trips if proxy else 0
     me = dc.bot_user
-    dispatched = time.monotonic()
-    await dc.post_message(channel, guild.alice, f"<@{me['id']}> {USER_TEXT}", mentions=[me])
+    clock = clock or GatewayClock(dc)
+    posted = await dc.post_message(channel, guild.alice, f"<@{me['id']}> {USER_TEXT}", mentions=[me])
+    clock.watch(posted["id"])
     record = (await model.wait_for_requests(served + 1, timeout=30))[served]
     await record.finished.wait()
     final = await dc.recorder.wait_for(
@@ -114,8 +160,9 @@ async def one_turn(
     )
     first = await dc.wait_for_route("create_message", channel_id=channel, start=start)
     assert record.first_chunk_at is not None and record.last_chunk_at is not None
+    assert clock.written_at is not None, "the MESSAGE_CREATE frame was never written"
     return TurnTiming(
-        to_request_ms=(record.arrived_at - dispatched) * 1000,
+        to_request_ms=(record.arrived_at - clock.written_at) * 1000,
         after_model_ms=(final.at - record.last_chunk_at) * 1000,
         first_text_ms=(first.at - record.first_chunk_at) * 1000,
         round_trips=proxy.round_trips - trips if proxy else -1,
@@ -165,6 +212,41 @@ async def history_run(
                     await one_turn(dc, model, proxy, guild, guild.channels[i % CHANNELS])
                 run.encode_calls_no_usage = encoding.calls / no_usage_turns
                 run.encode_ms_no_usage = encoding.seconds * 1000 / no_usage_turns
+    finally:
+        await delete_prefix(direct, prefix)
+        await direct.aclose()
+    return run
+
+
+async def process_run(redis_url: str, stored_turns: int, turns: int) -> HistoryRun:
+    """The headline latency: ``turns`` turns, one at a time, answered by ``python -m bot`` in its own
+    process, in conversations holding ``stored_turns`` turns (as in ``history_run``). Only the timings
+    are filled in: the counters need the bot in this process."""
+    run = HistoryRun(stored_turns)
+    prefix = new_prefix()
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        async with servers() as (dc, model):
+            # One more channel to probe readiness, so every measured conversation's first turn is cold.
+            guild = build_guild(dc, CHANNELS + 1)
+            probe, channels = guild.channels[0], guild.channels[1:]
+            await seed_history(direct, prefix, guild.channels, stored_turns, author_id=int(guild.alice["id"]))
+            model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S)
+            settings = bench_settings(redis_url, model.base_url, prefix)
+            config = {
+                "model": {"name": MODEL},
+                "redis": {"key_prefix": prefix},
+                "tokens": {"download_encodings": False},
+                "logging": {"level": "WARNING"},
+                "history": {"max_messages": stored_turns},
+            }
+            async with BotProcess(settings, dc, config) as proc:
+                await wait_until_answering(dc, guild, probe, proc)
+                clock = GatewayClock(dc)
+                for channel in channels:
+                    run.cold.append(await one_turn(dc, model, None, guild, channel, clock))
+                for i in range(turns):
+                    run.warm.append(await one_turn(dc, model, None, guild, channels[i % CHANNELS], clock))
     finally:
         await delete_prefix(direct, prefix)
         await direct.aclose()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 
@@ -44,12 +45,18 @@ class Finish:
 
 def build_client(settings: ModelSettings, api_key: str, base_url: str | None) -> openai.AsyncOpenAI:
     """The one shared client. The SDK's own timeout guards each attempt; ``ChatModel`` adds the idle
-    limit between chunks and the overall deadline."""
+    limit between chunks and the overall deadline.
+
+    The transport is the SDK's aiohttp one (``DefaultAioHttpClient``) rather than its default httpx2/
+    httpcore2: about half the CPU per streamed request (httpcore2's pool re-checks every open connection
+    on each request), which is what limits one event loop under many concurrent turns. Its errors say
+    "timeout" for a refused or dropped connection; ``model_error`` classifies by the cause instead."""
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
         max_retries=settings.max_retries,
         timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        http_client=openai.DefaultAioHttpClient(),
     )
 
 
@@ -104,7 +111,7 @@ class ChatModel:
                             finish_reason = choice.finish_reason
         except TimeoutError as exc:
             raise ModelTimeout(f"no answer within the model's time limits ({self.settings.name})") from exc
-        except (openai.APIError, httpx2.HTTPError, json.JSONDecodeError) as exc:
+        except (openai.APIError, httpx2.HTTPError, aiohttp.ClientError, json.JSONDecodeError) as exc:
             if streaming:  # the answer had begun: whatever broke, it is an interrupted answer
                 raise StreamInterrupted(f"{type(exc).__name__}: {exc}") from exc
             raise model_error(exc) from exc
@@ -115,6 +122,11 @@ class ChatModel:
 
 def model_error(exc: BaseException) -> ModelError:
     """Map an SDK (or transport) exception to the error the user hears about."""
+    cause = transport_cause(exc)
+    if cause is not None:
+        if isinstance(cause, TimeoutError):  # aiohttp's connect and socket-read timeouts
+            return ModelTimeout(f"{type(cause).__name__}: {cause}")
+        return ModelUnavailable(f"cannot reach the model server: {type(cause).__name__}: {cause}")
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeout(str(exc))
     if isinstance(exc, openai.APIConnectionError):
@@ -130,6 +142,22 @@ def model_error(exc: BaseException) -> ModelError:
     if isinstance(exc, openai.APIStatusError):
         return ModelError(f"{exc.status_code}: {exc.message}")
     return ModelError(f"{type(exc).__name__}: {exc}")
+
+
+def transport_cause(exc: BaseException) -> aiohttp.ClientError | None:
+    """The aiohttp error behind an SDK one, if any (the deepest in the ``__cause__``/``__context__``
+    chain). The aiohttp transport turns every ``ClientConnectionError`` (refused, reset, server
+    disconnected) into httpx2.ConnectTimeout, which the SDK reports as APITimeoutError: only the
+    original says whether it was a timeout."""
+    found: aiohttp.ClientError | None = None
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # chains can loop through __context__
+        seen.add(id(link))
+        if isinstance(link, aiohttp.ClientError):
+            found = link
+        link = link.__cause__ or link.__context__
+    return found
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

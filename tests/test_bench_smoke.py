@@ -13,6 +13,7 @@ from bench.__main__ import Scale, run
 SMOKE = Scale(
     sizes=(10, 100),
     turns=3,
+    inprocess_turns=2,
     unpatched_turns=1,
     counted_turns=2,
     conversations=5,
@@ -28,14 +29,16 @@ def test_the_benchmark_runs_every_section_and_writes_its_table(tmp_path: Path) -
     assert {row.section.split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6"}
     assert all(row.verdict in ("PASS", "MISS", "") for row in rows)
     assert [r.stored_turns for r in runs] == [10, 100] and all(len(r.warm) == 3 for r in runs)
+    assert [r.stored_turns for r in raw["inprocess"]] == [10, 100] and all(len(r.warm) == 2 for r in raw["inprocess"])
     # Two Redis round trips per turn at every history size, and a constant number of commands.
     assert all(t.round_trips == 2 for r in raw["counted"] for t in r.warm)
     assert len({r.commands_per_turn for r in raw["counted"]}) == 1
     # Every conversation got its complete answer, in both concurrency runs.
     assert raw["slow"].answered == raw["instant"].answered == SMOKE.conversations
     # Stored turns are never tokenised again, with or without usage from the server.
-    assert runs[0].encode_calls_per_turn == runs[1].encode_calls_per_turn
-    assert runs[0].encode_calls_no_usage == runs[1].encode_calls_no_usage
+    inprocess = raw["inprocess"]
+    assert inprocess[0].encode_calls_per_turn == inprocess[1].encode_calls_per_turn
+    assert inprocess[0].encode_calls_no_usage == inprocess[1].encode_calls_no_usage
     assert [m.stored_conversations for m in raw["memory"]] == [10, 50]
     assert all(m.peak_rss_mib > 0 for m in raw["memory"])
 
