@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -45,7 +46,10 @@ class Services:
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     secrets = settings.secrets
-    encoding = load_encoding(settings.model.name, allow_download=settings.tokens.download_encodings)
+    # The first use of a model's encoding may download it: off the event loop.
+    encoding = await asyncio.to_thread(
+        load_encoding, settings.model.name, allow_download=settings.tokens.download_encodings
+    )
     async with open_redis(secrets.redis_url, settings.resolve_path(settings.redis.data_dir)) as redis_handle:
         log.info("Storage: %s", redis_handle.description)
         client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
