@@ -17,6 +17,7 @@ from bot.check import run_checks
 from bot.config import ENV_VARS, Settings, load_settings
 from bot.errors import ConfigError
 from bot.services import open_services
+from bot.tuning import tune_gc
 
 log = logging.getLogger("bot")
 
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run(settings: Settings) -> None:
+    tune_gc()
     async with open_services(settings) as services, ChatBot(services) as bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,7 @@ from bot.errors import BotError
 from bot.health import HealthServer
 from bot.metrics import Metrics
 from bot.services import Services
+from bot.tuning import throttle_ratelimit_sweep
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class ChatBot(commands.AutoShardedBot):
             tree_cls=BotTree,
             **options,
         )
+        throttle_ratelimit_sweep(self.http)
         self.services = services
         self.settings = services.settings
         self.metrics: Metrics = services.metrics

@@ -50,6 +50,10 @@ class StreamingReply:
         self._typing = asyncio.create_task(self._keep_typing())
 
     async def _keep_typing(self) -> None:
+        # One loop pass first: this task is created just before the turn asks the model, whose
+        # request aiohttp writes from a task of its own created in that same pass. Typing is
+        # cosmetic; the model request goes out first (~0.4 ms sooner), typing right after it.
+        await asyncio.sleep(0)
         try:
             while True:
                 await self.source.channel.typing()
