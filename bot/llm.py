@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from bot.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+RAW_CHUNKS = openai.AsyncStream[object]  # the SDK's stream, yielding each chunk's JSON (see stream())
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,34 +93,66 @@ class ChatModel:
         usage: Usage | None = None
         streaming = False
         try:
-            # Timeouts wrap each await, never a yield: a timer left running while the consumer holds
-            # a yielded delta would cancel the consumer's own work.
-            async with asyncio.timeout_at(deadline):
-                stream = await self.client.chat.completions.create(**self.request_params(messages))
-            streaming = True
-            async with stream:
+            async with contextlib.AsyncExitStack() as exits:
+                # Timeouts wrap each await, never a yield: a timer left running while the consumer
+                # holds a yielded delta would cancel the consumer's own work.
+                async with asyncio.timeout_at(deadline):
+                    response = await exits.enter_async_context(
+                        self.client.chat.completions.with_streaming_response.create(**self.request_params(messages))
+                    )
+                streaming = True
+                # The SDK's own stream class (its SSE decoding, mid-stream error events and transport
+                # error mapping), told to hand over each chunk's JSON as it is instead of building a
+                # ChatCompletionChunk: ~55 us per chunk, and a real answer streams a chunk per token
+                # (~25 ms of CPU for 500 tokens). The request, its retries and status errors are the
+                # ordinary call's; parse(to=AsyncStream[...]) is the SDK's documented way to choose
+                # the chunk type. We read four fields, checked below.
+                stream = await response.parse(to=RAW_CHUNKS)
                 chunks = aiter(stream)
                 while True:
                     async with asyncio.timeout_at(min(deadline, loop.time() + self.settings.idle_timeout_s)):
                         chunk = await anext(chunks, None)
                     if chunk is None:
                         break
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    for choice in chunk.choices:
-                        if choice.delta and choice.delta.content:
-                            yield choice.delta.content
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
+                    for delta in _chunk_events(chunk):
+                        if isinstance(delta, Usage):
+                            usage = delta
+                        elif isinstance(delta, Finish):
+                            finish_reason = delta.reason
+                        else:
+                            yield delta
         except TimeoutError as exc:
             raise ModelTimeout(f"no answer within the model's time limits ({self.settings.name})") from exc
-        except (openai.APIError, httpx2.HTTPError, aiohttp.ClientError, json.JSONDecodeError) as exc:
+        except (openai.APIError, httpx2.HTTPError, aiohttp.ClientError, json.JSONDecodeError, MalformedChunk) as exc:
             if streaming:  # the answer had begun: whatever broke, it is an interrupted answer
                 raise StreamInterrupted(f"{type(exc).__name__}: {exc}") from exc
             raise model_error(exc) from exc
         if finish_reason is None:
             raise StreamInterrupted("the stream ended without a finish reason")
         yield Finish(finish_reason, usage)
+
+
+class MalformedChunk(ValueError):
+    """A chunk that is JSON but not a chat completion chunk."""
+
+
+def _chunk_events(chunk: object) -> list[str | Usage | Finish]:
+    """A chunk's text deltas, usage and finish reason (a ``Finish`` without usage), in order."""
+    if not isinstance(chunk, dict):
+        raise MalformedChunk(f"a chunk that is not an object: {chunk!r:.100}")
+    events: list[str | Usage | Finish] = []
+    try:
+        if (usage := chunk.get("usage")) is not None:
+            events.append(Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"])))
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                events.append(str(content))
+            if reason := choice.get("finish_reason"):
+                events.append(Finish(str(reason), None))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise MalformedChunk(f"{type(exc).__name__}: {exc} in {chunk!r:.100}") from exc
+    return events
 
 
 def model_error(exc: BaseException) -> ModelError:

@@ -1,12 +1,13 @@
 """The extra_body shortcut in ChatModel (messages bypass the SDK's recursive param walk) must not change a
-byte of meaning: the server receives exactly the body the SDK's ordinary call would send."""
+byte of meaning: the server receives exactly the body the SDK's ordinary call would send. Likewise the
+chunks read as plain JSON (no ChatCompletionChunk per chunk) give what the SDK's chunk objects hold."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bot.conversation import ChatRequest, TurnDone
-from bot.llm import ChatModel, Finish
+from bot.llm import ChatModel, Finish, Usage
 from bot.services import Services
 from tests.conftest import replace_settings
 from tests.standins.model_server import ModelServer, Reply
@@ -60,3 +61,26 @@ async def test_estimated_prompt_tokens_equal_a_recount_of_the_prompt(
     sent = model_server.requests[-1].messages
     recount = sum(counter.message(m["content"], m.get("name")) for m in sent) + 3  # REPLY_PRIMING_TOKENS
     assert len(sent) == 6 and done.usage.prompt_tokens == recount
+
+
+async def test_chunks_read_as_json_give_what_the_sdks_chunk_objects_hold(services: Services, model_server) -> None:
+    model = services.chat.model
+    for reply in (
+        Reply("Héllo «world» 🌍, in several small pieces.", chunk_size=3, usage=(12, 9)),
+        Reply("cut short", finish_reason="length", usage=None),
+        Reply("", usage=(5, 0)),
+    ):
+        model_server.script(reply, reply)
+        events = [event async for event in model.stream(MESSAGES)]
+        ordinary = {**model.request_params(MESSAGES), "messages": MESSAGES}
+        del ordinary["extra_body"]
+        texts: list[str] = []
+        finish, usage = None, None
+        async for chunk in await services.openai.chat.completions.create(**ordinary):
+            if chunk.usage is not None:
+                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    texts.append(choice.delta.content)
+                finish = choice.finish_reason or finish
+        assert events == [*texts, Finish(finish, usage)]

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import ModelSettings
 from bot.errors import ModelError, ModelTimeout, ModelUnavailable
-from bot.llm import build_client, model_error, transport_cause
+from bot.llm import Finish, MalformedChunk, Usage, _chunk_events, build_client, model_error, transport_cause
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 
@@ -70,3 +70,25 @@ async def test_the_client_streams_over_aiohttp() -> None:
         assert type(transport).__module__.endswith("httpx_aiohttp.transport")
     finally:
         await client.close()
+
+
+def test_a_chunk_is_read_for_its_deltas_usage_and_finish() -> None:
+    chunk = {
+        "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+        "usage": None,
+    }
+    assert _chunk_events(chunk) == ["Hi"]
+    last = {"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    assert _chunk_events(last) == [Usage(3, 1), Finish("stop", None)]
+    assert _chunk_events({"choices": [], "usage": None}) == []
+    assert _chunk_events({"choices": [{"delta": None, "finish_reason": None}]}) == []
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [[1, 2], "text", {"choices": "oops"}, {"choices": [{"delta": "x"}]}, {"usage": {"prompt_tokens": 1}}],
+    ids=["list", "string", "choices not a list", "delta not an object", "usage incomplete"],
+)
+def test_a_chunk_of_the_wrong_shape_is_malformed(chunk: object) -> None:
+    with pytest.raises(MalformedChunk):
+        _chunk_events(chunk)
