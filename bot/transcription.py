@@ -19,7 +19,7 @@ from openai.types.audio.transcription import Transcription as ApiTranscription
 from openai.types.audio.transcription import UsageDuration
 
 from bot.config import VoiceSettings
-from bot.errors import AudioEmpty, AudioRejected, AudioTooLarge, AudioTooLong, ModelTimeout, NotAudio, NothingHeard
+from bot.errors import AudioEmpty, AudioRejected, AudioTooLarge, AudioTooLong, ModelTimeout, NotAudio
 from bot.llm import model_error
 
 # The file extensions the API accepts (it goes by the name), with the content type sent for each
@@ -135,8 +135,9 @@ class Transcriber:
             raise AudioTooLarge(size, self.settings.max_bytes)
 
     async def transcribe(self, data: bytes, audio: AudioFile, *, seconds: float | None = None) -> Transcription:
-        """The text spoken in ``data``. Raises ``NothingHeard`` for an empty transcript, ``AudioRejected``
-        when the server cannot read the audio, and the chat model's errors (``ModelError`` subclasses)
+        """The text spoken in ``data`` (empty when nothing was heard: still billed, so the caller records
+        the usage before refusing it with ``NothingHeard``). Raises ``AudioRejected`` when the server
+        cannot read the audio, and the chat model's errors (``ModelError`` subclasses)
         for timeouts, rate limits, bad keys and unreachable servers."""
         self._check_size(len(data))  # again: what Discord delivered may differ from its metadata
         try:
@@ -161,10 +162,7 @@ class Transcriber:
             raise model_error(exc) from exc
         except (openai.APIError, httpx2.HTTPError) as exc:
             raise model_error(exc) from exc
-        text = result.text.strip()
-        if not text:
-            raise NothingHeard(f"empty transcript of {len(data)} bytes")
-        return Transcription(text, *self._length(result, len(data), seconds))
+        return Transcription(result.text.strip(), *self._length(result, len(data), seconds))
 
     @staticmethod
     def _length(result: ApiTranscription, size: int, seconds: float | None) -> tuple[float, Source]:

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
-from bot.errors import AudioUnavailable, BotError, NotAudio
+from bot.errors import AudioUnavailable, BotError, NotAudio, NothingHeard
 from bot.splitting import DISCORD_MESSAGE_LIMIT, split_message
 from bot.transcription import AudioFile, Transcription
 from bot.usage import day_key
@@ -172,6 +172,8 @@ class Voice(commands.Cog):
             day=day_key(services.chat.clock()),
             audio_seconds=heard.seconds,
         )
+        if not heard.text:  # billed all the same, hence recorded above
+            raise NothingHeard(f"empty transcript of {len(data)} bytes")
         return heard
 
 

@@ -265,3 +265,13 @@ async def test_a_spent_budget_or_rate_limit_stops_a_voice_message_before_it_is_t
         refusal = await chat.dc.wait_for(lambda r: "faster than I can answer" in str((r.json or {}).get("content")))
         assert refusal.json["content"].startswith("You're sending messages faster than I can answer.")
         assert len(chat.model.transcriptions) == 1 and len(chat.model.requests) == 1
+
+
+async def test_an_empty_transcript_is_refused_but_its_audio_still_counts(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        chat.model.script_transcriptions(Transcript("   ", billed_seconds=4.0))
+        await send_voice(chat, world.dm_channel_id, voice_clip(chat))
+        await chat.answer(world.dm_channel_id, NothingHeard().user_message)
+        mine = await chat.command("usage", options={"days": 1}, channel_id=world.dm_channel_id)
+        assert "4 s of audio" in mine.content and "1 request" in mine.content
+        assert chat.model.requests == [] and await chat.stored_turns(world.dm_channel_id) == []
