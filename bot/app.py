@@ -36,6 +36,7 @@ def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+NOT_IN_THIS_SERVER = "I'm not enabled in this server."
 UNEXPECTED_ERROR = "Something went wrong on my side; it has been logged. Please try again."
 
 
@@ -45,6 +46,15 @@ def _permission_names(permissions: list[str]) -> str:
 
 class BotTree(app_commands.CommandTree["ChatBot"]):
     """One place turns every slash-command failure into one short ephemeral reply."""
+
+    async def interaction_check(self, interaction: discord.Interaction[ChatBot], /) -> bool:
+        """``[access] guilds`` covers commands and context menus too: elsewhere the bot is not here."""
+        allowed = interaction.client.settings.access.guilds
+        if interaction.guild_id is None or not allowed or interaction.guild_id in allowed:
+            return True
+        if interaction.type is not discord.InteractionType.autocomplete:
+            await interaction.response.send_message(NOT_IN_THIS_SERVER, ephemeral=True)
+        return False
 
     async def on_error(self, interaction: discord.Interaction[ChatBot], error: app_commands.AppCommandError) -> None:
         await self.report(interaction, error.original if isinstance(error, app_commands.CommandInvokeError) else error)

@@ -140,3 +140,17 @@ async def test_secrets_never_reach_the_logs(chat_bot, world, caplog) -> None:
     assert "POST" in logged or "discord" in logged, "debug logging was captured"
     assert TEST_DISCORD_TOKEN not in logged
     assert TEST_API_KEY not in logged
+
+
+async def test_commands_answer_only_in_allowed_servers(chat_bot, world) -> None:
+    from bot.app import NOT_IN_THIS_SERVER
+
+    async with chat_bot(access={"guilds": (world.guild_id + 1,)}) as chat:
+        refused = await chat.command("usage")
+        assert refused.ephemeral and refused.content == NOT_IN_THIS_SERVER
+        in_dm = await chat.command("usage", channel_id=world.dm_channel_id)
+        assert in_dm.content.startswith("**Your usage**"), "DMs follow the DM policy, not the server list"
+        await chat.mention(world.channel_id, "hello?")
+        await chat.dc.post_message(world.dm_channel_id, world.alice, "still here?")
+        await chat.answer(world.dm_channel_id, "echo: still here?")
+        assert [r.messages[-1]["content"] for r in chat.model.requests] == ["still here?"]
