@@ -18,6 +18,7 @@ from bot.health import HealthServer
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tuning import throttle_ratelimit_sweep
+from cogs.utils.text import bounded
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class BotTree(app_commands.CommandTree["ChatBot"]):
         else:
             log.error("/%s failed", _command_name(interaction), exc_info=cause)
             text = UNEXPECTED_ERROR
+        text = bounded(text)  # a refusal may quote what the user typed
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)

@@ -72,6 +72,14 @@ class Limits:
 
         return queue
 
+    async def claim(self, message_id: int) -> None:
+        """Claim a message in a round trip of its own, for a reply that starts no turn (a hint, a note,
+        a refusal) or work done before the turn (downloads): the turn's own guard, so a replayed event
+        or a second process is answered once. Raises DuplicateMessage (silent) if already claimed."""
+        batch = Batch(self.redis)
+        batch.add(self.queue_claim(message_id))
+        await batch.execute()
+
     def queue_admission(
         self,
         batch: Batch,

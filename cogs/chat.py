@@ -12,10 +12,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
+from bot.errors import BotError
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
 from cogs.utils.checks import require
 from cogs.utils.replies import answer
+from cogs.utils.text import bounded, name_list
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -99,25 +101,57 @@ class Chat(commands.Cog):
         # Voice messages and audio files belong to cogs/voice.py, which answers them once transcribed.
         if audio_attachment(message) is not None or not self.is_addressed(message):
             return
-        if not await self.access.allows(message):
-            if message.guild is None:  # a DM deserves to know why; in servers the bot simply stays out
-                await message.channel.send(DM_REFUSED)
-            return
-        assert self.bot.user is not None
-        files, ignored = await read_text_files(message.attachments)
-        text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
-        note = f"*(I can only read text, so I ignored {', '.join(ignored)}.)*" if ignored else None
         try:
-            if text:
-                await answer(self.bot, message, self.chat_request(message, text), note=note)
-            else:
-                await message.reply(note or EMPTY_MENTION_HINT, mention_author=False)
+            await self.handle(message)
         except discord.HTTPException as exc:
             # E.g. no permission to send here: there is no one to tell, and nothing was stored (a turn
             # writes its history only once its answer has streamed out).
             log.warning("Could not answer in channel %s: %s", message.channel.id, exc)
 
-    def chat_request(self, message: discord.Message, text: str) -> ChatRequest:
+    async def handle(self, message: discord.Message) -> None:
+        """Answer an addressed message exactly once: a turn, or one reply that starts none."""
+        if not await self.access.allows(message):
+            if message.guild is None:  # a DM deserves to know why; in servers the bot simply stays out
+                await self.reply_once(message, DM_REFUSED)
+            return
+        assert self.bot.user is not None
+        claimed = False
+        files: list[str] = []
+        ignored: list[str] = []
+        if message.attachments:
+            # Claimed before the downloads: a replayed event does not fetch them again.
+            if not await self.claim(message):
+                return
+            claimed = True
+            files, ignored = await read_text_files(message.attachments)
+        text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
+        note = f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None
+        if text:
+            await answer(self.bot, message, self.chat_request(message, text, claim=not claimed), note=note)
+        else:
+            await self.reply_once(message, note or EMPTY_MENTION_HINT, claimed=claimed)
+
+    async def claim(self, message: discord.Message) -> bool:
+        """Claim the message through the turn's duplicate guard: False when it is already answered (or
+        being answered elsewhere). When storage is down the user hears so, and it counts as answered."""
+        try:
+            await self.bot.services.limits.claim(message.id)
+        except BotError as exc:
+            if exc.silent:
+                log.debug("Message %s skipped: %s", message.id, exc)
+            else:
+                log.warning("Could not claim message %s: %s", message.id, exc)
+                await message.reply(exc.user_message, mention_author=False)
+            return False
+        return True
+
+    async def reply_once(self, message: discord.Message, text: str, *, claimed: bool = False) -> None:
+        """A reply that starts no turn (a hint, a note, a refusal), claimed first like a turn, so a
+        replayed event or a second process never answers it twice."""
+        if claimed or await self.claim(message):
+            await message.reply(bounded(text), mention_author=False)
+
+    def chat_request(self, message: discord.Message, text: str, *, claim: bool = True) -> ChatRequest:
         me = message.guild.me if message.guild else self.bot.user
         assert me is not None
         return ChatRequest(
@@ -130,6 +164,7 @@ class Chat(commands.Cog):
             bot_name=me.display_name,
             guild_name=message.guild.name if message.guild else None,
             parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
+            claim=claim,
         )
 
     @app_commands.command(name="forget")

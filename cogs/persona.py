@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.personas import CUSTOM, Scope
 from cogs.utils.checks import require_persona_permission
+from cogs.utils.text import bounded, shorten
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -88,7 +89,7 @@ class Personas(commands.Cog):
             lines.append(
                 f"• **{CUSTOM}**: this server's own prompt" + (" ← active here" if active.name == CUSTOM else "")
             )
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(bounded("\n".join(lines)), ephemeral=True)
 
     @persona.command(name="show")
     async def persona_show(self, interaction: discord.Interaction) -> None:
@@ -99,8 +100,9 @@ class Personas(commands.Cog):
         if len(prompt) > PROMPT_PREVIEW_CHARS:
             prompt = prompt[:PROMPT_PREVIEW_CHARS] + "…"
         prompt = prompt.replace("```", "'''")  # keep the quote block intact
+        name = shorten(active.name, 100)  # a configured name may be long; the prompt is cut above
         await interaction.response.send_message(
-            f"Active persona here: **{active.name}** (from the {active.source}).\n```\n{prompt}\n```", ephemeral=True
+            f"Active persona here: **{name}** (from the {active.source}).\n```\n{prompt}\n```", ephemeral=True
         )
 
     @persona.command(name="set")

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.usage import UsageTotals
 from cogs.utils.checks import require
+from cogs.utils.text import bounded, name_list
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -36,7 +37,7 @@ def describe(totals: UsageTotals) -> str:
     if totals.estimated_requests:
         text += f" ({totals.estimated_requests} estimated: the server reported no usage)"
     if totals.unpriced_models:
-        text += f" (no price configured for {', '.join(sorted(totals.unpriced_models))})"
+        text += f" (no price configured for {name_list(sorted(totals.unpriced_models))})"
     return text
 
 
@@ -80,7 +81,7 @@ class Usage(commands.Cog):
         ]
         if days > 1:
             lines += [f"- {date:%b %d}: {describe(day)}" for date, day in report if day.requests][:10]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(bounded("\n".join(lines)), ephemeral=True)
 
 
 async def setup(bot: ChatBot) -> None:
