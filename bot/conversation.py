@@ -9,6 +9,7 @@ user's turn and the answer together (atomically) and adds the usage. On any fail
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from bot.history import HistoryStore, Turn, Window, api_name
 from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
 from bot.personas import PersonaStore
+from bot.sanitize import clean_text
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
 from bot.usage import UsageStore, day_key
 
@@ -40,6 +42,16 @@ class ChatRequest:
     parent_id: int | None = None  # a thread's parent channel (for the persona)
     spoken: bool = False
     claim: bool = True  # False when the caller already claimed the message (voice claims early)
+
+    def cleaned(self) -> ChatRequest:
+        """The request with every text from Discord made encodable (see bot.sanitize)."""
+        return dataclasses.replace(
+            self,
+            text=clean_text(self.text),
+            author_name=clean_text(self.author_name),
+            bot_name=clean_text(self.bot_name),
+            guild_name=clean_text(self.guild_name) if self.guild_name is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,7 @@ class ChatService:
     async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
         """Yield ``TurnStarted`` once the turn is allowed, the answer's text deltas, then ``TurnDone``.
         Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written."""
+        request = request.cleaned()  # where a message enters the engine: nothing later may choke on it
         # Taking the lock is the first await, so turns queue in the order their messages arrived.
         async with self.locks.hold(request.conversation_id):
             now = self.clock()
@@ -190,9 +203,10 @@ class ChatService:
     async def _finish(
         self, request: ChatRequest, day: str, window: Window, user_turn: Turn, text: str, usage: Usage
     ) -> None:
-        """The one write round trip: the exchange (unless the answer is empty) and the usage."""
+        """The one write round trip: the exchange (unless the answer is empty or only whitespace: the
+        user was told the model returned nothing) and the usage."""
         batch = Batch(self.redis, observe=self.observe_redis)
-        if text:
+        if text.strip():
             answer = Turn(role="assistant", content=text, tokens=self.counter.message(text))
             batch.add(self.history.queue_append(request.conversation_id, window, (user_turn, answer)))
         batch.add(

@@ -9,6 +9,7 @@ every failure into a ``bot.errors`` exception carrying the sentence the user see
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -59,7 +60,24 @@ EXTENSIONS = {
 # compressed speech. The estimate is never used to refuse a file (voice.max_bytes bounds those).
 ESTIMATE_BITS_PER_SECOND = 64_000
 
+# Longer than any recording Discord takes: a reported length past it (like a negative or NaN one) is
+# not believed, and the file is bounded by its size instead.
+PLAUSIBLE_SECONDS = 24 * 3600.0
+
 Source = Literal["server", "metadata", "estimate"]
+
+log = logging.getLogger(__name__)
+
+
+def plausible_seconds(value: object) -> float | None:
+    """A reported length (Discord's ``duration_secs``, a server's billed seconds) if it can be true:
+    a finite number above 0 and at most a day; else None, as if nothing had been reported."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= PLAUSIBLE_SECONDS:
+        return float(value)
+    log.info("Ignoring an implausible audio length: %r", value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +137,8 @@ class Transcriber:
         """Apply the limits to an attachment's metadata, before downloading it. Raises an ``AudioError``.
 
         ``seconds`` is the length Discord reports (voice messages have it; uploaded files do not, and
-        are then bounded by their size alone)."""
+        are then bounded by their size alone, like a length that cannot be true)."""
+        seconds = plausible_seconds(seconds)
         audio = audio_format(filename, content_type)
         if audio is None:
             raise NotAudio(f"not audio the API takes: {filename!r} ({content_type})")
@@ -140,6 +159,7 @@ class Transcriber:
         cannot read the audio, and the chat model's errors (``ModelError`` subclasses)
         for timeouts, rate limits, bad keys and unreachable servers."""
         self._check_size(len(data))  # again: what Discord delivered may differ from its metadata
+        seconds = plausible_seconds(seconds)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 result = await self.client.audio.transcriptions.create(
@@ -167,8 +187,9 @@ class Transcriber:
     @staticmethod
     def _length(result: ApiTranscription, size: int, seconds: float | None) -> tuple[float, Source]:
         """The audio's length: what the server billed, else Discord's figure, else an estimate."""
-        if isinstance(result.usage, UsageDuration):
-            return result.usage.seconds, "server"
+        billed = plausible_seconds(result.usage.seconds) if isinstance(result.usage, UsageDuration) else None
+        if billed is not None:
+            return billed, "server"
         if seconds is not None:
             return seconds, "metadata"
         return size * 8 / ESTIMATE_BITS_PER_SECOND, "estimate"
