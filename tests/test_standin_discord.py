@@ -250,6 +250,26 @@ async def test_voice_attachment_download(discord_standin: DiscordStandin, world:
     assert message.attachments[0].content_type == "audio/ogg"
 
 
+async def test_cdn_downloads_can_hang_or_break_off(discord_standin: DiscordStandin) -> None:
+    dc = discord_standin
+    whole = dc.add_attachment(b"w" * 100_000, "whole.txt", "text/plain")
+    cut = dc.add_attachment(b"c" * 100_000, "cut.txt", "text/plain")
+    hung = dc.add_attachment(b"h" * 10, "hung.txt", "text/plain")
+    dc.cut_download(cut)
+    dc.hang_download(hung)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(whole["url"]) as response:
+            assert len(await response.read()) == 100_000
+        async with session.get(cut["url"]) as response:
+            assert response.headers["Content-Length"] == "100000"
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2), session.get(hung["url"]) as response:
+                await response.read()
+    assert dc.cdn_downloads == 3
+
+
 def command_bot() -> commands.AutoShardedBot:
     bot = make_bot()
 

@@ -237,7 +237,19 @@ class RestApi:
         stored.downloads += 1
         self.s.cdn_downloads += 1
         # Set as a header: aiohttp refuses a charset inside content_type= ("text/plain; charset=utf-8").
-        return 200, web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
+        headers = {"Content-Type": stored.content_type}
+        if stored.fault == "hang":
+            # Headers never come; released when the stand-in closes, so its shutdown is not held up.
+            await self.s.cdn_released.wait()
+            return 200, web.Response(status=503)
+        if stored.fault == "cut":
+            response = web.StreamResponse(headers={**headers, "Content-Length": str(len(stored.data))})
+            await response.prepare(request)
+            await response.write(stored.data[: stored.cut_after])
+            assert request.transport is not None
+            request.transport.close()  # mid-body, as when a CDN edge drops the connection
+            return 200, response
+        return 200, web.Response(body=stored.data, headers=headers)
 
     # ---- channels & messages -----------------------------------------------------------------
     def _channel(self, request: web.Request) -> dict[str, Any] | None:

@@ -32,7 +32,8 @@ get_message, edit_message, delete_message, typing, add_reaction, remove_reaction
 get_guild, get_member, get_commands, put_commands, create_command, interaction_callback, followup,
 {get,edit,delete}_original, {get,edit,delete}_followup, cdn_attachment, unknown.
 Message payloads are audited for the ping-nobody allowed_mentions (``dc.mention_violations``);
-faults are injected with ``dc.rate_limit(...)`` / ``dc.fail(...)``. Unknown routes answer 404 and land
+faults are injected with ``dc.rate_limit(...)`` / ``dc.fail(...)``, CDN downloads that hang or break off
+with ``dc.hang_download(attachment)`` / ``dc.cut_download(attachment)``. Unknown routes answer 404 and land
 in ``dc.unknown_routes``; stand-in crashes answer 503 and land in ``dc.internal_errors``. Like Discord,
 bot messages are echoed to the gateway (MESSAGE_CREATE/UPDATE/DELETE) unless ephemeral, content is
 capped at 2000 characters (400, code 50035) and a bot message's ``mentions`` lists only the users its
@@ -43,6 +44,7 @@ mention it (as on Discord); set ``dc.gateway.enforce_message_content_intent = Fa
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterable
 from typing import Any
@@ -100,6 +102,7 @@ class DiscordStandin:
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []  # stand-in handler crashes (answered 503)
         self.cdn_downloads = 0
+        self.cdn_released = asyncio.Event()  # set at close: lets hanging CDN downloads finish
         self.latency = 0.0  # seconds added to every HTTP answer (benchmarks)
         self.route_latency: dict[str, float] = {}  # route name -> extra seconds
         self.port = 0
@@ -120,6 +123,7 @@ class DiscordStandin:
         return self
 
     async def close(self) -> None:
+        self.cdn_released.set()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -196,6 +200,16 @@ class DiscordStandin:
         return self.world.add_attachment(
             data, filename, content_type, channel_id=channel_id, duration_secs=duration_secs, waveform=waveform
         )
+
+    def hang_download(self, attachment: dict[str, Any]) -> None:
+        """The CDN never answers for this attachment (until the stand-in closes)."""
+        self.world.attachments[as_id(attachment)].fault = "hang"
+
+    def cut_download(self, attachment: dict[str, Any], *, after: int = 16) -> None:
+        """The CDN announces the whole attachment in Content-Length, sends ``after`` bytes of it, then
+        closes the connection (aiohttp: ClientPayloadError)."""
+        stored = self.world.attachments[as_id(attachment)]
+        stored.fault, stored.cut_after = "cut", after
 
     # ---- events ---------------------------------------------------------------------------------
     async def dispatch(

@@ -119,6 +119,10 @@ class StoredAttachment:
     content_type: str
     payload: dict[str, Any]
     downloads: int = 0
+    # How the CDN serves it: None (whole), "hang" (never answers) or "cut" (announces every byte in
+    # Content-Length, sends ``cut_after`` of them, then closes the connection).
+    fault: str | None = None
+    cut_after: int = 16
 
 
 class World:
