@@ -54,6 +54,13 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class DiscordSettings:
+    """How the bot uses Discord itself."""
+
+    download_timeout_s: float = 30.0  # an attachment's whole download from Discord's CDN (aiohttp's default: 300 s)
+
+
+@dataclass(frozen=True)
 class TokenSettings:
     download_encodings: bool = True  # False: never fetch tiktoken data; use the bundled cl100k_base
     margin: int = 64  # slack for per-message overhead the count may miss
@@ -197,6 +204,7 @@ class Settings:
     history: HistorySettings = field(default_factory=HistorySettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
@@ -330,6 +338,7 @@ def _check_ranges(s: Settings, file: str) -> None:
         "history.ttl_days": s.history.ttl_days,
         "history.cache_conversations": s.history.cache_conversations,
         "stream.edit_interval_s": s.stream.edit_interval_s,
+        "discord.download_timeout_s": s.discord.download_timeout_s,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -121,6 +121,13 @@ class StreamInterrupted(ModelError):
     user_message = "The model's answer was interrupted. Please try again."
 
 
+class DownloadFailed(BotError):
+    """Discord's CDN did not deliver attachments (the download timed out, broke off or was refused)."""
+
+    def __init__(self, detail: str, names: str) -> None:
+        super().__init__(detail, user_message=f"I couldn't download {names} from Discord. Please try again.")
+
+
 class AudioError(BotError):
     """Base for audio the bot will not (or cannot) transcribe; nothing is stored and no model is asked."""
 

@@ -12,10 +12,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
-from bot.errors import BotError
+from bot.errors import BotError, DownloadFailed
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
 from cogs.utils.checks import require
+from cogs.utils.downloads import download_all
 from cogs.utils.replies import answer
 from cogs.utils.text import bounded, name_list
 
@@ -59,17 +60,18 @@ def is_text_file(attachment: discord.Attachment) -> bool:
     return content_type.startswith("text/") or attachment.filename.lower().endswith(TEXT_FILE_SUFFIXES)
 
 
-async def read_text_files(attachments: list[discord.Attachment]) -> tuple[list[str], list[str]]:
-    """(the text files' contents, each headed by its name; the names of attachments left out)."""
+async def read_text_files(attachments: list[discord.Attachment], *, timeout_s: float) -> tuple[list[str], list[str]]:
+    """(the text files' contents, each headed by its name; the names of attachments left out).
+    The files are downloaded at once, each within ``timeout_s``; DownloadFailed if any did not arrive."""
+    wanted = [a for a in attachments if is_text_file(a) and a.size <= TEXT_FILE_MAX_BYTES]
+    ignored = [a.filename for a in attachments if a not in wanted]
     texts: list[str] = []
-    ignored: list[str] = []
-    for attachment in attachments:
-        if not is_text_file(attachment) or attachment.size > TEXT_FILE_MAX_BYTES:
-            ignored.append(attachment.filename)
-            continue
+    for attachment, data in zip(wanted, await download_all(wanted, timeout_s=timeout_s), strict=True):
         try:
-            content = (await attachment.read()).decode("utf-8")
-        except (discord.HTTPException, UnicodeDecodeError):
+            if len(data) > TEXT_FILE_MAX_BYTES:  # the CDN sent more than Discord said
+                raise ValueError(f"{len(data)} bytes")
+            content = data.decode("utf-8")
+        except ValueError:  # UnicodeDecodeError included: not text after all
             ignored.append(attachment.filename)
             continue
         texts.append(f"[file {attachment.filename}]\n{content.strip()}")
@@ -123,7 +125,14 @@ class Chat(commands.Cog):
             if not await self.claim(message):
                 return
             claimed = True
-            files, ignored = await read_text_files(message.attachments)
+            try:
+                files, ignored = await read_text_files(
+                    message.attachments, timeout_s=self.bot.settings.discord.download_timeout_s
+                )
+            except DownloadFailed as exc:  # nothing asked, nothing stored: the user may simply send it again
+                log.info("Message %s not answered: %s", message.id, exc)
+                await message.reply(exc.user_message, mention_author=False)
+                return
         text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
         note = f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None
         if text:

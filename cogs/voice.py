@@ -12,12 +12,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
-from bot.errors import AudioUnavailable, BotError, NotAudio, NothingHeard
+from bot.errors import AudioUnavailable, BotError, DownloadFailed, NotAudio, NothingHeard
 from bot.splitting import DISCORD_MESSAGE_LIMIT, split_message
 from bot.transcription import AudioFile, Transcription
 from bot.usage import day_key
 from cogs.chat import Chat, readable_text
 from cogs.utils.audio import audio_attachment
+from cogs.utils.downloads import download
 from cogs.utils.replies import answer
 
 if TYPE_CHECKING:
@@ -157,8 +158,8 @@ class Voice(commands.Cog):
         """Download the attachment and transcribe it: the one place every transcription goes through,
         so the one place its usage (audio seconds) is recorded for the guild and the user."""
         try:
-            data = await attachment.read()
-        except discord.HTTPException as exc:
+            data = await download(attachment, timeout_s=self.bot.settings.discord.download_timeout_s)
+        except DownloadFailed as exc:
             raise AudioUnavailable(f"attachment {attachment.id}: {exc}") from exc
         started = time.perf_counter()
         heard = await self.bot.services.transcriber.transcribe(data, audio, seconds=attachment.duration)

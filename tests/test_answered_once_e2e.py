@@ -118,3 +118,43 @@ async def test_a_voice_message_with_an_implausible_length_is_answered_and_billed
         await chat.answer(world.dm_channel_id, "echo: what time is it?")
         mine = await chat.command("usage", options={"days": 1}, channel_id=world.dm_channel_id)
         assert "s of audio" in mine.content, "the audio is billed from an estimate instead"
+
+
+def text_file(chat: Any, name: str = "notes.txt", size: int = 100) -> dict[str, Any]:
+    return chat.dc.add_attachment(b"n" * size, name, "text/plain; charset=utf-8")
+
+
+@pytest.mark.parametrize("fault", ["hang", "cut"])
+async def test_a_text_file_that_does_not_download_gets_one_sentence(chat_bot, world, fault) -> None:
+    async with chat_bot(discord={"download_timeout_s": 0.3}) as chat:
+        broken = text_file(chat, size=50_000)
+        if fault == "hang":
+            chat.dc.hang_download(broken)
+        else:
+            chat.dc.cut_download(broken)  # Content-Length 50,000; 16 bytes, then the connection closes
+        fine = text_file(chat, "fine.txt")
+        message = await chat.dc.post_message(
+            world.channel_id,
+            world.alice,
+            f"<@{chat.me['id']}> summarise these",
+            mentions=[chat.me],
+            attachments=[fine, broken],
+        )
+        await chat.answer(world.channel_id, "I couldn't download notes.txt from Discord. Please try again.")
+        assert len(replies_to(chat, message)) == 1
+        assert chat.model.requests == [] and await chat.stored_turns(world.channel_id) == []
+        await chat.mention(world.channel_id, "still there?")  # the bot carries on
+        await chat.answer(world.channel_id, "echo: still there?")
+
+
+@pytest.mark.parametrize("fault", ["hang", "cut"])
+async def test_a_voice_message_that_does_not_download_gets_one_sentence(chat_bot, world, fault) -> None:
+    from bot.errors import AudioUnavailable
+
+    async with chat_bot(discord={"download_timeout_s": 0.3}) as chat:
+        clip = voice_clip(chat, b"\x4f\x67\x67\x53" + bytes(100_000))
+        getattr(chat.dc, f"{fault}_download")(clip)
+        voice = await send_voice(chat, world.dm_channel_id, clip)
+        await chat.answer(world.dm_channel_id, AudioUnavailable().user_message)
+        assert len(replies_to(chat, voice)) == 1
+        assert chat.model.transcriptions == [] and chat.model.requests == []

@@ -54,6 +54,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[model]\nnmae = 'x'\n", "unknown key model.nmae"),
         ("[modle]\n", "unknown section [modle]"),
         ("[stream]\nedit_interval_s = 0\n", "stream.edit_interval_s must be greater than 0"),
+        ("[discord]\ndownload_timeout_s = -1\n", "discord.download_timeout_s must be greater than 0"),
         ("[access]\ndms = 'some'\n", "access.dms must be one of 'everyone', 'members', 'nobody', got 'some'"),
         ("[access]\nguilds = ['x']\n", "access.guilds[0] must be a whole number, got 'x'"),
         ("[access]\nroles = 5\n", "access.roles must be a list, got 5"),
