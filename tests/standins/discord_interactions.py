@@ -72,6 +72,69 @@ def option_list(options: Options) -> list[dict[str, Any]]:
     return [{"name": k, "type": OPTION_TYPES.get(type(v), 3), "value": v} for k, v in options.items()]
 
 
+class NotDeliverable(ValueError):
+    """Discord would not deliver this interaction: its client offers only the commands and options as
+    registered, and checks each value (type, range, length, choices, required) before sending."""
+
+
+_VALUE_TYPES: dict[int, tuple[type, ...]] = {3: (str,), 4: (int,), 5: (bool,), 10: (int, float)}
+_SNOWFLAKE_TYPES = frozenset({6, 7, 8, 9, 11})  # user, channel, role, mentionable, attachment: an id
+
+
+def registered_options(
+    command: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    subcommand: str | None,
+    group: str | None,
+    in_dm: bool,
+) -> list[dict[str, Any]]:
+    """``{"name": value}`` typed as the registered ``command`` declares its options, so a stale
+    registration yields exactly what Discord would send for it. Raises NotDeliverable for what
+    Discord's client would refuse."""
+    name = command["name"]
+    if in_dm and (command.get("dm_permission") is False or 1 not in (command.get("contexts") or [0, 1, 2])):
+        raise NotDeliverable(f"/{name} is not offered in DMs")
+    schema = command.get("options") or []
+    for level, wanted in ((2, group), (1, subcommand)):
+        if wanted is not None:
+            found = next((o for o in schema if o.get("type") == level and o["name"] == wanted), None)
+            if found is None:
+                raise NotDeliverable(f"/{name} has no subcommand {wanted!r}")
+            schema = found.get("options") or []
+    if any(o.get("type") in (1, 2) for o in schema):
+        raise NotDeliverable(f"/{name} needs a subcommand")
+    declared = {o["name"]: o for o in schema}
+    for key, value in values.items():
+        option = declared.get(key)
+        if option is None:
+            raise NotDeliverable(f"/{name} has no option {key!r}")
+        _check_value(name, option, value)
+    missing = [o["name"] for o in schema if o.get("required") and o["name"] not in values]
+    if missing:
+        raise NotDeliverable(f"/{name} requires {missing}")
+    return [{"name": key, "type": declared[key]["type"], "value": value} for key, value in values.items()]
+
+
+def _check_value(command: str, option: dict[str, Any], value: Any) -> None:
+    kind = option["type"]
+    where = f"/{command} {option['name']}"
+    if kind in _SNOWFLAKE_TYPES:
+        if not str(value).isdigit():
+            raise NotDeliverable(f"{where} takes an id")
+        return
+    types = _VALUE_TYPES.get(kind, ())
+    if not isinstance(value, types) or (kind != 5 and isinstance(value, bool)):
+        raise NotDeliverable(f"{where} takes option type {kind}, not {value!r}")
+    if option.get("choices") and value not in [c["value"] for c in option["choices"]]:
+        raise NotDeliverable(f"{where} takes one of its choices, not {value!r}")
+    measure = len(value) if kind == 3 else value
+    low = option.get("min_length") if kind == 3 else option.get("min_value")
+    high = option.get("max_length") if kind == 3 else option.get("max_value")
+    if (low is not None and measure < low) or (high is not None and measure > high):
+        raise NotDeliverable(f"{where} takes {low}..{high}, not {value!r}")
+
+
 def nest_options(options: list[dict[str, Any]], subcommand: str | None, group: str | None) -> list[dict]:
     if subcommand is not None:
         options = [{"name": subcommand, "type": 1, "options": options}]

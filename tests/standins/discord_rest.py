@@ -335,7 +335,10 @@ class RestApi:
         return int(gid) if gid else None
 
     def _command(self, request: web.Request, data: dict[str, Any], old: dict[str, Any] | None) -> dict:
-        scope = self._scope(request)
+        return self.command_object(self._scope(request), data, old)
+
+    def command_object(self, scope: int | None, data: dict[str, Any], old: dict[str, Any] | None) -> dict:
+        """A registered command as Discord stores it (ids, version, defaults), in ``scope`` (a guild)."""
         cmd = {
             "type": 1,
             "description": "",

@@ -23,7 +23,9 @@ discord.py is pointed here by two class attributes (``point_discord_at`` sets an
 The world (users, guilds, roles, channels, threads, DMs, messages, attachments) lives in
 ``dc.world``; the builder methods here wrap it and dispatch GUILD_CREATE / CHANNEL_CREATE / ...
 when a bot is already connected. ``post_message`` and the ``send_*`` interaction helpers build
-payloads the way Discord does and deliver them to the shard owning the guild (DMs: shard 0).
+payloads the way Discord does and deliver them to the shard owning the guild (DMs: shard 0). For a
+registered command (synced, or set with ``register_commands`` as a stale list) ``send_command`` types
+the options as registered and refuses (``NotDeliverable``) what Discord's client would never send.
 
 Every HTTP request is recorded as a ``RecordedRequest`` (``dc.requests``; ``await dc.wait_for(pred)``,
 ``await dc.wait_for_route("edit_message", channel_id=...)``). Route names: get_gateway, get_gateway_bot,
@@ -67,6 +69,7 @@ from .discord_interactions import (
     component_data,
     message_command_data,
     modal_submit_data,
+    registered_options,
 )
 from .discord_recorder import Fault, Faults, Predicate, RecordedRequest, Recorder, rate_limit_fault
 from .discord_rest import RestApi
@@ -263,14 +266,28 @@ class DiscordStandin:
         self.gateway.route("INTERACTION_CREATE", payload, guild_id=self.world.guild_of(int(payload["channel_id"])))
         return payload
 
-    def _command_ref(self, name: str, channel_id: int, kind: int) -> tuple[int, int | None]:
-        """(command id, guild scope) of a registered command, or a fresh id for an unsynced one."""
+    def _registered(self, name: str, channel_id: int, kind: int) -> dict[str, Any] | None:
+        """The command as registered (guild scope first, then global), or None if it never was."""
         guild_id = self.world.guild_of(channel_id)
         for scope in ([guild_id] if guild_id is not None else []) + [None]:
             for cmd in self.commands.get(scope, []):
                 if cmd["name"] == name and cmd.get("type", 1) == kind:
-                    return int(cmd["id"]), scope
-        return self.world.ids.next(), None
+                    return cmd
+        return None
+
+    def _command_ref(self, name: str, channel_id: int, kind: int) -> tuple[int, int | None]:
+        """(command id, guild scope) of a registered command, or a fresh id for an unsynced one."""
+        cmd = self._registered(name, channel_id, kind)
+        if cmd is None:
+            return self.world.ids.next(), None
+        return int(cmd["id"]), int(cmd["guild_id"]) if "guild_id" in cmd else None
+
+    def register_commands(self, commands: list[dict[str, Any]], *, guild_id: int | None = None) -> list[dict]:
+        """Set the registered commands as an earlier version of the bot synced them (a stale list);
+        same as its PUT /applications/{id}/commands. Returns them with ids."""
+        scope = guild_id
+        self.commands[scope] = [self.rest.command_object(scope, dict(c), None) for c in commands]
+        return self.commands[scope]
 
     async def send_command(
         self,
@@ -285,8 +302,19 @@ class DiscordStandin:
         locale: str = "en-US",
         resolved: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A slash command; ``options`` like ``{"prompt": "hi", "count": 2}`` or raw option dicts."""
+        """A slash command; ``options`` like ``{"prompt": "hi", "count": 2}`` or raw option dicts.
+        For a registered command (synced, or ``register_commands``) a dict is typed as registered and
+        checked as Discord's client checks it: NotDeliverable for what Discord would never send."""
         command_id, scope = self._command_ref(name, channel_id, 1)
+        registered = self._registered(name, channel_id, 1)
+        if registered is not None and not isinstance(options, list):
+            options = registered_options(
+                registered,
+                options or {},
+                subcommand=subcommand,
+                group=group,
+                in_dm=self.world.guild_of(channel_id) is None,
+            )
         data = command_data(
             name,
             options,
