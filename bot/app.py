@@ -18,6 +18,7 @@ from bot.health import HealthServer
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.tuning import throttle_ratelimit_sweep
+from cogs.utils.options import InvalidOption, check_invocation
 from cogs.utils.text import bounded
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None
 
 NOT_IN_THIS_SERVER = "I'm not enabled in this server."
 UNEXPECTED_ERROR = "Something went wrong on my side; it has been logged. Please try again."
+STALE_COMMANDS = "The bot's commands are out of date; an admin should run `python -m bot sync`."
+BAD_OPTION = "I couldn't use one of the options you gave; please pick it from what Discord offers."
 
 
 def _permission_names(permissions: list[str]) -> str:
@@ -48,14 +51,20 @@ def _permission_names(permissions: list[str]) -> str:
 class BotTree(app_commands.CommandTree["ChatBot"]):
     """One place turns every slash-command failure into one short ephemeral reply."""
 
+    def __init__(self, client: ChatBot, **options: Any) -> None:
+        super().__init__(client, **options)
+        self.stale_reported = False  # "run python -m bot sync" goes to the log at WARNING once
+
     async def interaction_check(self, interaction: discord.Interaction[ChatBot], /) -> bool:
-        """``[access] guilds`` covers commands and context menus too: elsewhere the bot is not here."""
+        """``[access] guilds`` covers commands and context menus too: elsewhere the bot is not here.
+        Then what a stale command list lets through is refused before the command runs."""
         allowed = interaction.client.settings.access.guilds
-        if interaction.guild_id is None or not allowed or interaction.guild_id in allowed:
-            return True
-        if interaction.type is not discord.InteractionType.autocomplete:
-            await interaction.response.send_message(NOT_IN_THIS_SERVER, ephemeral=True)
-        return False
+        if interaction.guild_id is not None and allowed and interaction.guild_id not in allowed:
+            if interaction.type is not discord.InteractionType.autocomplete:
+                await interaction.response.send_message(NOT_IN_THIS_SERVER, ephemeral=True)
+            return False
+        check_invocation(interaction)  # raises, and on_error answers
+        return True
 
     async def on_error(self, interaction: discord.Interaction[ChatBot], error: app_commands.AppCommandError) -> None:
         await self.report(interaction, error.original if isinstance(error, app_commands.CommandInvokeError) else error)
@@ -70,12 +79,27 @@ class BotTree(app_commands.CommandTree["ChatBot"]):
             text = f"You need the {_permission_names(cause.missing_permissions)} permission to do that."
         elif isinstance(cause, app_commands.NoPrivateMessage):
             text = "This command only works in a server."
+        elif isinstance(cause, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+            text = STALE_COMMANDS
+            # The admin's to fix, once: every later use would repeat the same line.
+            level = logging.INFO if self.stale_reported else logging.WARNING
+            self.stale_reported = True
+            log.log(level, "Slash commands out of date (%s); run `python -m bot sync`", cause)
+        elif isinstance(cause, InvalidOption):
+            text = cause.user_message
+            log.info("/%s refused: %s", _command_name(interaction), cause)
+        elif isinstance(cause, app_commands.TransformerError):
+            text = BAD_OPTION
+            log.info("/%s refused: %s", _command_name(interaction), cause)
         else:
             log.error("/%s failed", _command_name(interaction), exc_info=cause)
             text = UNEXPECTED_ERROR
         text = bounded(text)  # a refusal may quote what the user typed
         try:
-            if interaction.response.is_done():
+            if interaction.type is discord.InteractionType.autocomplete:
+                if not interaction.response.is_done():
+                    await interaction.response.autocomplete([])  # suggestions are all it can answer
+            elif interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
