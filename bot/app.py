@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -36,6 +37,25 @@ def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None
         Route.BASE = f"{api_base.rstrip('/')}/api/v10"
     if gateway_url:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def tolerate_unpaired_surrogates() -> None:
+    """discord.py reads JSON with orjson when it is installed (``discord.py[speed]``), and orjson refuses
+    an unpaired surrogate escape (``"a\\udc00b"``) that the json module reads: one such message in any
+    channel would end ``client.start()`` with a JSONDecodeError. Such frames are read with the json
+    module instead; the text is cleaned where it enters the engine (bot.sanitize). Process-wide, once."""
+    fast = discord.utils._from_json
+    if not discord.utils.HAS_ORJSON or getattr(fast, "tolerant", False):
+        return
+
+    def loads(data: str | bytes) -> Any:
+        try:
+            return fast(data)
+        except ValueError:  # orjson.JSONDecodeError
+            return json.loads(data)
+
+    loads.tolerant = True  # type: ignore[attr-defined]
+    discord.utils._from_json = loads
 
 
 NOT_IN_THIS_SERVER = "I'm not enabled in this server."
@@ -132,6 +152,7 @@ class ChatBot(commands.AutoShardedBot):
             **options,
         )
         throttle_ratelimit_sweep(self.http)
+        tolerate_unpaired_surrogates()
         self.services = services
         self.settings = services.settings
         self.metrics: Metrics = services.metrics

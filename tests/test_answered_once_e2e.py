@@ -101,6 +101,16 @@ async def test_text_the_sdk_cannot_encode_is_cleaned_where_it_enters_the_engine(
     assert answer["content"] == "echo: a\ufffdbc"
 
 
+async def test_an_unpaired_surrogate_through_the_gateway_is_answered(chat_bot, world) -> None:
+    """Valid in the gateway's JSON; with orjson installed, discord.py alone would die reading it."""
+    async with chat_bot() as chat:
+        await chat.mention(world.channel_id, "a\udc00b")
+        await chat.answer(world.channel_id, "echo: a\ufffdb")
+        await chat.mention(world.channel_id, "after")
+        await chat.answer(world.channel_id, "echo: after")
+        assert [t["content"] for t in await chat.stored_turns(world.channel_id)][:2] == ["a\ufffdb", "echo: a\ufffdb"]
+
+
 @pytest.mark.parametrize("value", [-3.0, 0.0, math.nan, math.inf, 10**12, "12", True])
 def test_an_implausible_voice_length_is_not_believed(value) -> None:
     assert plausible_seconds(value) is None
