@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import discord
 
@@ -22,6 +23,8 @@ from bot.tuning import tune_gc
 log = logging.getLogger("bot")
 
 EXIT_CONFIG_ERROR = 2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 COMMANDS = {
     "run": "connect to Discord and answer (the default)",
@@ -49,12 +52,38 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
+    """Run ``command``; SIGINT or SIGTERM cancel it, so every ``async with`` in it unwinds (the bot
+    closes, the embedded Redis stops) whatever the moment, start-up included. Returns None when stopped
+    that way."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signalled = False
+
+    def stop() -> None:
+        nonlocal signalled
+        signalled = True
+        task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        return None
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
 async def run(settings: Settings) -> None:
     tune_gc()
+    # SIGINT/SIGTERM cancel this (see stoppable) in every state, logging in, connecting or running: the
+    # bot's ``async with`` then closes it, and the services after it.
     async with open_services(settings) as services, ChatBot(services) as bot:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
         await bot.start(settings.secrets.discord_token)
 
 
@@ -75,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     discord.utils.setup_logging(level=getattr(logging, settings.logging.level.upper()), root=True)
     try:
         if args.command == "check":
-            return asyncio.run(run_checks(settings, args.config, sys.stdout))
-        asyncio.run(run(settings) if args.command == "run" else sync(settings))
+            code = asyncio.run(stoppable(run_checks(settings, args.config, sys.stdout)))
+            return 1 if code is None else code  # stopped before every check passed
+        asyncio.run(stoppable(run(settings) if args.command == "run" else sync(settings)))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
