@@ -84,6 +84,26 @@ class AccessSettings:
 
 # OpenAI's audio API takes files of at most 25 MB.
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
+# OpenAI's speech API reads out at most 4,096 characters per request.
+MAX_SPEECH_CHARS = 4_096
+
+
+class SpokenReply(enum.StrEnum):
+    """How the bot answers someone who spoke to it (typed messages always get text)."""
+
+    TEXT = "text"  # text only
+    VOICE = "voice"  # a voice message; the text is posted only when it cannot be spoken
+    BOTH = "both"  # the text, then the same answer as a voice message
+
+
+class SpeechFormat(enum.StrEnum):
+    """What the speech server is asked for; anything but OGG Opus is transcoded for Discord."""
+
+    OPUS = "opus"
+    MP3 = "mp3"
+    WAV = "wav"
+    FLAC = "flac"
+    AAC = "aac"
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,12 @@ class VoiceSettings:
     max_bytes: int = MAX_AUDIO_BYTES
     max_seconds: float = 300.0  # checked against the length Discord reports (voice messages)
     timeout_s: float = 60.0  # the whole transcription, retries included
+    reply: SpokenReply = SpokenReply.BOTH  # for spoken input; each user may turn voice replies off
+    tts_model: str = "gpt-4o-mini-tts"
+    tts_voice: str = "alloy"
+    tts_format: SpeechFormat = SpeechFormat.OPUS
+    tts_max_chars: int = 1_000  # longer answers: the first part is read out, and the reply says so
+    tts_timeout_s: float = 60.0  # the whole speech request, retries included
 
 
 @dataclass(frozen=True)
@@ -131,17 +157,24 @@ class PersonaSettings:
 
 @dataclass(frozen=True)
 class Price:
-    """What a model costs, in dollars: per million input/output tokens, per minute of audio."""
+    """What a model costs, in dollars: per million input/output tokens, per minute of audio heard,
+    per million characters read out."""
 
     model: str
     input_per_million: float = 0.0
     output_per_million: float = 0.0
     audio_per_minute: float = 0.0
+    tts_per_million_chars: float = 0.0
 
 
 DEFAULT_PRICES = (
     Price("gpt-5.4-mini", input_per_million=0.75, output_per_million=4.5),
     Price("whisper-1", audio_per_minute=0.006),
+    # OpenAI's list prices per character read out; gpt-4o-mini-tts is billed in tokens, about
+    # $0.015 a minute, which is close to this per character of English.
+    Price("tts-1", tts_per_million_chars=15.0),
+    Price("tts-1-hd", tts_per_million_chars=30.0),
+    Price("gpt-4o-mini-tts", tts_per_million_chars=15.0),
 )
 
 
@@ -191,6 +224,8 @@ class Secrets:
     discord_gateway_url: str | None = None
     transcription_base_url: str | None = None  # unset: the chat model's server
     transcription_api_key: str | None = None
+    tts_base_url: str | None = None  # unset: the chat model's server
+    tts_api_key: str | None = None
     shard_count: int | None = None  # unset: Discord's recommended count
     shard_ids: tuple[int, ...] | None = None  # unset: every shard in this process
 
@@ -231,6 +266,8 @@ ENV_VARS = {
     "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
     "TRANSCRIPTION_BASE_URL": "an OpenAI-compatible server for voice messages (default: the chat model's)",
     "TRANSCRIPTION_API_KEY": "that server's API key (default: none with TRANSCRIPTION_BASE_URL, else OPENAI_API_KEY)",
+    "TTS_BASE_URL": "an OpenAI-compatible speech server for spoken replies (default: the chat model's)",
+    "TTS_API_KEY": "that server's API key (default: none with TTS_BASE_URL, else OPENAI_API_KEY)",
     "SHARD_COUNT": "total number of shards across all processes (default: Discord's recommendation)",
     "SHARD_IDS": "the shards this process runs, e.g. 0,1 (needs SHARD_COUNT; default: all)",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR; overrides logging.level",
@@ -348,7 +385,9 @@ def _check_ranges(s: Settings, file: str) -> None:
         "limits.user_daily_tokens": s.limits.user_daily_tokens,
         "limits.user_turns": s.limits.user_turns,
         **{
-            f"usage.prices[{p.model}]": min(p.input_per_million, p.output_per_million, p.audio_per_minute)
+            f"usage.prices[{p.model}]": min(
+                p.input_per_million, p.output_per_million, p.audio_per_minute, p.tts_per_million_chars
+            )
             for p in s.usage.prices
         },
     }
@@ -385,7 +424,14 @@ def _check_voice(v: VoiceSettings, file: str) -> None:
         raise ConfigError(f"{file}: voice.model must name a transcription model, e.g. 'whisper-1'")
     if not 1 <= v.max_bytes <= MAX_AUDIO_BYTES:
         raise ConfigError(f"{file}: voice.max_bytes must be between 1 and {MAX_AUDIO_BYTES} (25 MB), got {v.max_bytes}")
-    for key, value in {"voice.max_seconds": v.max_seconds, "voice.timeout_s": v.timeout_s}.items():
+    if not v.tts_model or not v.tts_voice:
+        raise ConfigError(f"{file}: voice.tts_model and voice.tts_voice must name a speech model and voice")
+    if not 1 <= v.tts_max_chars <= MAX_SPEECH_CHARS:
+        raise ConfigError(
+            f"{file}: voice.tts_max_chars must be between 1 and {MAX_SPEECH_CHARS}, got {v.tts_max_chars}"
+        )
+    timeouts = {"max_seconds": v.max_seconds, "timeout_s": v.timeout_s, "tts_timeout_s": v.tts_timeout_s}
+    for key, value in {f"voice.{name}": value for name, value in timeouts.items()}.items():
         if value <= 0:
             raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
 
@@ -415,6 +461,8 @@ def _secrets(env: Mapping[str, str]) -> Secrets:
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
         transcription_base_url=get("TRANSCRIPTION_BASE_URL"),
         transcription_api_key=get("TRANSCRIPTION_API_KEY"),
+        tts_base_url=get("TTS_BASE_URL"),
+        tts_api_key=get("TTS_API_KEY"),
         shard_count=shard_count,
         shard_ids=shard_ids,
     )

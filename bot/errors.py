@@ -172,6 +172,43 @@ class NothingHeard(AudioError):
     user_message = "I couldn't hear anything in that voice message."
 
 
+class SpeechError(BotError):
+    """A reply could not be spoken. The text answer stands; ``user_message`` becomes a short note
+    under it (none when ``silent``)."""
+
+    user_message = "I couldn't read this answer out."
+
+
+class SpeechFailed(SpeechError):
+    """The speech server failed, timed out or could not be reached."""
+
+
+class AudioUnplayable(SpeechError):
+    """The speech server's answer is not audio that can be played (garbage, empty, silent)."""
+
+
+class NothingToSay(SpeechError):
+    """Nothing is left to read out once code blocks and links are taken out."""
+
+    user_message = "Nothing in this answer can be read out."
+
+
+class SpeechOverBudget(SpeechError):
+    def __init__(self, whose: str, resets_at: int) -> None:
+        super().__init__(
+            f"speaking would exceed {whose} daily token budget",
+            user_message=f"Not read out: it would go over {whose} daily budget, which resets <t:{resets_at}:R>.",
+        )
+        self.resets_at = resets_at
+
+
+class VoiceMessageRefused(SpeechError):
+    """Discord does not take voice messages from the bot here (code 50173, or the Send Voice
+    Messages permission missing). The text stands; logged, and no note: it is how the channel is set."""
+
+    silent = True
+
+
 def _size(size: int) -> str:
     # Rounded up, so a file just over the limit never reads as equal to it.
     if size < 1_048_576:

@@ -33,6 +33,10 @@ class Keys:
         """Hash of one user's usage on one UTC day, across guilds and DMs."""
         return f"{self.prefix}:usage:user:{{{user_id}}}:{day}"
 
+    def spoken_replies(self, user_id: int) -> str:
+        """A user's own choice for voice replies to their voice messages: "on" or "off" (unset: on)."""
+        return f"{self.prefix}:user:{{{user_id}}}:spoken-replies"
+
     def seen(self, message_id: int) -> str:
         """Set once a Discord message is being handled: a replayed event is not answered twice."""
         return f"{self.prefix}:seen:{{{message_id}}}"

@@ -138,15 +138,35 @@ class Limits:
 
         return queue
 
-    def enforce_budgets(self, guild_id: int | None, guild_tokens: int, user_tokens: int, now: dt.datetime) -> None:
-        """Refuse a turn once a daily budget is spent; budgets reset at midnight UTC."""
+    def enforce_budgets(
+        self, guild_id: int | None, guild_tokens: int, user_tokens: int, now: dt.datetime, *, adding: int = 0
+    ) -> None:
+        """Refuse a turn once a daily budget is spent, or work of a known size (``adding`` tokens, e.g.
+        characters to read out) that would take it past the budget; budgets reset at midnight UTC."""
         midnight = dt.datetime.combine(now.astimezone(dt.UTC).date() + dt.timedelta(days=1), dt.time(), dt.UTC)
         resets_at = int(midnight.timestamp())
         guild_budget, user_budget = self.settings.guild_daily_tokens, self.settings.user_daily_tokens
-        if guild_id is not None and guild_budget and guild_tokens >= guild_budget:
+
+        def over(spent: int, budget: int) -> bool:
+            # A turn's size is unknown until it is answered: it may start while anything is left.
+            return spent + adding > budget if adding else spent >= budget
+
+        if guild_id is not None and guild_budget and over(guild_tokens, guild_budget):
             raise BudgetExceeded("this server's", resets_at)
-        if user_budget and user_tokens >= user_budget:
+        if user_budget and over(user_tokens, user_budget):
             raise BudgetExceeded("your", resets_at)
+
+    async def check_budgets(
+        self, usage: UsageStore, *, guild_id: int | None, user_id: int, now: dt.datetime, adding: int
+    ) -> None:
+        """Raise BudgetExceeded when ``adding`` more tokens would take the guild or the user past a
+        daily budget (one round trip; none without budgets)."""
+        if not self.budgeted:
+            return
+        batch = Batch(self.redis)
+        spent = batch.add(usage.queue_tokens_spent(guild_id, user_id, day_key(now)))
+        await batch.execute()
+        self.enforce_budgets(guild_id, *spent.value, now, adding=adding)
 
 
 def _raise_if_taken(replies: list[Any]) -> None:

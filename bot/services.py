@@ -20,6 +20,8 @@ from bot.limits import Limits
 from bot.llm import ChatModel, build_client
 from bot.metrics import Metrics
 from bot.personas import PersonaStore
+from bot.speech import Speaker
+from bot.speech_prefs import SpokenReplyPrefs
 from bot.storage import open_redis
 from bot.tokens import TokenCounter, load_encoding
 from bot.transcription import Transcriber
@@ -41,6 +43,8 @@ class Services:
     chat: ChatService
     transcriber: Transcriber
     metrics: Metrics
+    speaker: Speaker
+    spoken_prefs: SpokenReplyPrefs
 
 
 @contextlib.asynccontextmanager
@@ -54,14 +58,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         log.info("Storage: %s", redis_handle.description)
         client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
         audio_client = build_transcription_client(settings)
+        speech_client = build_speech_client(settings)
         try:
             yield build_services(
-                settings, redis_handle.client, client, TokenCounter(encoding), transcription_client=audio_client
+                settings,
+                redis_handle.client,
+                client,
+                TokenCounter(encoding),
+                transcription_client=audio_client,
+                speech_client=speech_client,
             )
         finally:
             await client.close()
-            if audio_client is not None:
-                await audio_client.close()
+            for extra in (audio_client, speech_client):
+                if extra is not None:
+                    await extra.close()
 
 
 def build_transcription_client(settings: Settings) -> openai.AsyncOpenAI | None:
@@ -79,6 +90,17 @@ def build_transcription_client(settings: Settings) -> openai.AsyncOpenAI | None:
     )
 
 
+def build_speech_client(settings: Settings) -> openai.AsyncOpenAI | None:
+    """A client of its own when TTS_BASE_URL or TTS_API_KEY is set; None: spoken replies go through
+    the chat model's client. As for transcription, the chat server's key never goes elsewhere."""
+    secrets = settings.secrets
+    if not (secrets.tts_base_url or secrets.tts_api_key):
+        return None
+    return build_client(
+        settings.model, secrets.tts_api_key or "not-needed", secrets.tts_base_url or secrets.openai_base_url
+    )
+
+
 def build_services(
     settings: Settings,
     redis: aioredis.Redis,
@@ -86,6 +108,7 @@ def build_services(
     counter: TokenCounter,
     clock: Callable[[], dt.datetime] | None = None,
     transcription_client: openai.AsyncOpenAI | None = None,
+    speech_client: openai.AsyncOpenAI | None = None,
 ) -> Services:
     """Wire the services around already-open clients (start-up, tests and the benchmark share this)."""
     keys = Keys(settings.redis.key_prefix)
@@ -116,4 +139,26 @@ def build_services(
     transcriber = Transcriber(
         transcription_client or client, settings.voice, connect_timeout_s=settings.model.connect_timeout_s
     )
-    return Services(settings, redis, client, keys, history, personas, usage, limits, chat, transcriber, metrics)
+    speaker = Speaker(
+        speech_client or client,
+        settings.voice,
+        usage=usage,
+        limits=limits,
+        connect_timeout_s=settings.model.connect_timeout_s,
+        clock=chat.clock,
+    )
+    return Services(
+        settings,
+        redis,
+        client,
+        keys,
+        history,
+        personas,
+        usage,
+        limits,
+        chat,
+        transcriber,
+        metrics,
+        speaker,
+        SpokenReplyPrefs(redis, keys),
+    )

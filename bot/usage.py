@@ -1,8 +1,13 @@
 """Usage accounting: tokens, requests and audio per guild and per user per UTC day, priced from config.
 
 Each day is one Redis hash per guild and one per user, with a field per model and kind
-(``in:<model>``, ``out:<model>``, ``req:<model>``, ``est:<model>``, ``audio_ms:<model>``), so a day
-that mixes models is still priced exactly. Chat turns add their usage in the turn's write round trip.
+(``in:<model>``, ``out:<model>``, ``req:<model>``, ``est:<model>``, ``audio_ms:<model>``,
+``tts_chars:<model>``), so a day that mixes models is still priced exactly. Chat turns add their usage
+in the turn's write round trip.
+
+Daily budgets are counted in tokens; a character read out (spoken replies) counts as one token. That
+over-counts the text (about 4 characters a token) on purpose: speech costs more per character than a
+chat model's output per token.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class UsageTotals:
     requests: int = 0
     estimated_requests: int = 0  # requests whose server sent no usage: counted with tiktoken
     audio_seconds: float = 0.0
+    spoken_chars: int = 0  # characters read out by a speech model
     cost: float = 0.0  # dollars, from the configured prices
     unpriced_models: set[str] = field(default_factory=set)
 
@@ -39,12 +45,18 @@ class UsageTotals:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def budget_tokens(self) -> int:
+        """What counts toward the daily budgets: tokens, and each character read out as one."""
+        return self.tokens + self.spoken_chars
+
     def add(self, other: UsageTotals) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.requests += other.requests
         self.estimated_requests += other.estimated_requests
         self.audio_seconds += other.audio_seconds
+        self.spoken_chars += other.spoken_chars
         self.cost += other.cost
         self.unpriced_models |= other.unpriced_models
 
@@ -65,6 +77,7 @@ class UsageStore:
         day: str,
         usage: Usage | None = None,
         audio_seconds: float = 0.0,
+        spoken_chars: int = 0,
     ) -> Callable[[Pipeline], Callable[[list[Any]], None]]:
         """For ``Batch.add``: add one request's usage to the guild's and the user's day."""
         increments = {f"req:{model}": 1}
@@ -75,6 +88,8 @@ class UsageStore:
                 increments[f"est:{model}"] = 1
         if audio_seconds:
             increments[f"audio_ms:{model}"] = round(audio_seconds * 1000)
+        if spoken_chars:
+            increments[f"tts_chars:{model}"] = spoken_chars
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], None]:
             for key in (self.keys.guild_usage(guild_id, day), self.keys.user_usage(user_id, day)):
@@ -86,7 +101,7 @@ class UsageStore:
         return queue
 
     async def record(self, **usage: Any) -> None:
-        """Record one request in its own round trip (transcriptions, which are not part of a turn)."""
+        """Record one request in its own round trip (transcriptions and speech, which are not part of a turn)."""
         batch = Batch(self.redis)
         batch.add(self.queue_record(**usage))
         await batch.execute()
@@ -94,12 +109,12 @@ class UsageStore:
     def queue_tokens_spent(
         self, guild_id: int | None, user_id: int, day: str
     ) -> Callable[[Pipeline], Callable[[list[Any]], tuple[int, int]]]:
-        """For ``Batch.add``: (guild tokens, user tokens) used on ``day``."""
+        """For ``Batch.add``: (guild tokens, user tokens) used on ``day``, as the budgets count them."""
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], tuple[int, int]]:
             pipe.hgetall(self.keys.guild_usage(guild_id, day))
             pipe.hgetall(self.keys.user_usage(user_id, day))
-            return lambda replies: (self.totals(replies[0]).tokens, self.totals(replies[1]).tokens)
+            return lambda replies: (self.totals(replies[0]).budget_tokens, self.totals(replies[1]).budget_tokens)
 
         return queue
 
@@ -138,6 +153,9 @@ class UsageStore:
             elif kind == "audio_ms":
                 totals.audio_seconds += value / 1000
                 totals.cost += value / 60_000 * (price.audio_per_minute if price else 0)
-            if price is None and kind in ("in", "out", "audio_ms") and value:
+            elif kind == "tts_chars":
+                totals.spoken_chars += value
+                totals.cost += value * (price.tts_per_million_chars if price else 0) / 1_000_000
+            if price is None and kind in ("in", "out", "audio_ms", "tts_chars") and value:
                 totals.unpriced_models.add(model)
         return totals

@@ -33,6 +33,8 @@ def describe(totals: UsageTotals) -> str:
     ]
     if totals.audio_seconds:
         parts.append(f"{totals.audio_seconds:,.0f} s of audio")
+    if totals.spoken_chars:
+        parts.append(f"{totals.spoken_chars:,} characters read out")
     text = ", ".join(parts) + f", about ${totals.cost:,.4f}"
     if totals.estimated_requests:
         text += f" ({totals.estimated_requests} estimated: the server reported no usage)"

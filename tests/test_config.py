@@ -33,6 +33,7 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
         "stream",
         "tokens",
         "access",
+        "voice",
         "personas",
         "usage",
         "limits",
@@ -59,6 +60,12 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[access]\nguilds = ['x']\n", "access.guilds[0] must be a whole number, got 'x'"),
         ("[access]\nroles = 5\n", "access.roles must be a list, got 5"),
         ("[model\n", "not valid TOML"),
+        ("[voice]\nreply = 'loud'\n", "voice.reply must be one of 'text', 'voice', 'both', got 'loud'"),
+        ("[voice]\ntts_format = 'pcm'\n", "voice.tts_format must be one of 'opus', 'mp3', 'wav', 'flac', 'aac'"),
+        ("[voice]\ntts_max_chars = 5000\n", "voice.tts_max_chars must be between 1 and 4096, got 5000"),
+        ("[voice]\ntts_timeout_s = 0\n", "voice.tts_timeout_s must be greater than 0"),
+        ("[voice]\ntts_voice = ''\n", "voice.tts_model and voice.tts_voice must name"),
+        ("[[usage.prices]]\nmodel = 'x'\ntts_per_million_chars = -1\n", "usage.prices[x] must be 0 or more"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:
@@ -75,6 +82,14 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
         load_settings(path, {"DISCORD_TOKEN": "t"})
     local = load_settings(path, {"DISCORD_TOKEN": "t", "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"})
     assert local.secrets.openai_base_url == "http://127.0.0.1:11434/v1"
+    speech = {
+        "DISCORD_TOKEN": "t",
+        "OPENAI_API_KEY": "k",
+        "TTS_BASE_URL": "http://127.0.0.1:8880/v1",
+        "TTS_API_KEY": "s",
+    }
+    settings = load_settings(path, speech)
+    assert (settings.secrets.tts_base_url, settings.secrets.tts_api_key) == ("http://127.0.0.1:8880/v1", "s")
     assert "t" not in repr(local.secrets).replace("Secrets", "").replace("redacted", "")
 
 

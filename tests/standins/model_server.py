@@ -8,7 +8,8 @@
 
 Chat requests get the next scripted behaviour (FIFO), else ``server.responder(body)``
 (default: ``Reply(f"echo: {last user message}")``). Transcriptions have their own queue and
-``server.transcriber``. Everything is asyncio in the event loop: no threads.
+``server.transcriber``. Speech (``/v1/audio/speech``) is ``server.speech`` (tests/standins/model_speech.py).
+Everything is asyncio in the event loop; only the speech endpoint encodes its audio in a thread.
 """
 
 from __future__ import annotations
@@ -46,16 +47,19 @@ from tests.standins.model_responses import (
     error_response,
     respond_transcription,
 )
+from tests.standins.model_speech import Garbage, Speech, SpeechEndpoint
 
 __all__ = [
     "Cut",
     "Drop",
     "Error",
+    "Garbage",
     "Malformed",
     "ModelServer",
     "RecordedRequest",
     "RecordedTranscription",
     "Reply",
+    "Speech",
     "Stall",
     "StallMidStream",
     "StreamError",
@@ -113,6 +117,7 @@ class ModelServer:
         self._site: web.SockSite | None = None
         self._closing = asyncio.Event()
         self._busy: set[web.RequestHandler] = set()  # connections with a chat/transcription in flight
+        self.speech = SpeechEndpoint(self._authorized, self._sleep)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class ModelServer:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/transcriptions", self._transcription)
+        app.router.add_post("/v1/audio/speech", self.speech.handle)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model}", self._get_model)
         self._closing = asyncio.Event()
@@ -215,6 +221,7 @@ class ModelServer:
         self.reported_usage.clear()
         self._chat_script.clear()
         self._transcription_script.clear()
+        self.speech.reset()
 
     async def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Wait until at least ``n`` chat requests have arrived (TimeoutError otherwise)."""
