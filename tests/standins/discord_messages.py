@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 from .discord_gateway import Gateway
@@ -109,7 +110,17 @@ class BotMessages:
         def upload(key: str, entry: dict[str, Any]) -> dict[str, Any]:
             part = uploads.pop(key)
             filename = entry.get("filename") or part["filename"] or f"file{key}"
-            return self.world.add_attachment(part["data"], filename, part["content_type"], channel_id=channel_id)
+            content_type = part["content_type"]
+            if content_type == "application/octet-stream":  # as discord.py uploads: Discord goes by the name
+                content_type = mimetypes.guess_type(filename)[0] or content_type
+            return self.world.add_attachment(
+                part["data"],
+                filename,
+                content_type,
+                channel_id=channel_id,
+                duration_secs=entry.get("duration_secs"),
+                waveform=entry.get("waveform"),
+            )
 
         listed = payload.get("attachments")
         if listed is None:

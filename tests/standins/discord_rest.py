@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .discord_messages import BotMessages, Result, error
 from .discord_recorder import RecordedRequest, mention_violation, rate_limit_headers
+from .discord_voice import CANNOT_SEND_VOICE_MESSAGES, IS_VOICE_MESSAGE, voice_message_problem
 from .discord_world import THREAD_TYPES, Permission, World
 
 if TYPE_CHECKING:
@@ -293,7 +294,24 @@ class RestApi:
         perms = self.world.channel_permissions(int(channel["id"]), self.world.bot_id)
         if not perms & Permission.VIEW_CHANNEL or not perms & needed:
             return error(403, 50013, "Missing Permissions")
+        if int(payload.get("flags") or 0) & IS_VOICE_MESSAGE:
+            refused = self._refuse_voice_message(int(channel["id"]), perms, payload, files)
+            if refused is not None:
+                return refused
         return self.messages.create(int(channel["id"]), payload, files)
+
+    def _refuse_voice_message(
+        self, channel_id: int, perms: int, payload: dict[str, Any], files: list[dict[str, Any]]
+    ) -> Result | None:
+        if not perms & Permission.SEND_VOICE_MESSAGES:
+            return error(403, 50013, "Missing Permissions")
+        if channel_id in self.s.voice_messages_refused:
+            return error(400, CANNOT_SEND_VOICE_MESSAGES, "Cannot send voice messages in this channel")
+        problem = voice_message_problem(payload, files)
+        if problem is None:
+            return None
+        self.s.voice_message_violations.append(problem)
+        return error(400, 50035, "Invalid Form Body", {"attachments": {"_errors": [{"message": problem}]}})
 
     async def edit_message(self, request: web.Request, rec: RecordedRequest, body: Any, files: list) -> Result:
         msg = self._message(request)

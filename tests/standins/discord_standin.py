@@ -35,7 +35,9 @@ get_guild, get_member, get_commands, put_commands, create_command, interaction_c
 {get,edit,delete}_original, {get,edit,delete}_followup, cdn_attachment, unknown.
 Message payloads are audited for the ping-nobody allowed_mentions (``dc.mention_violations``);
 faults are injected with ``dc.rate_limit(...)`` / ``dc.fail(...)``, CDN downloads that hang or break off
-with ``dc.hang_download(attachment)`` / ``dc.cut_download(attachment)``. Unknown routes answer 404 and land
+with ``dc.hang_download(attachment)`` / ``dc.cut_download(attachment)``. Voice messages the bot posts are
+checked as Discord checks them (tests/standins/discord_voice.py); the ones it would refuse answer 400
+and land in ``dc.voice_message_violations``. Unknown routes answer 404 and land
 in ``dc.unknown_routes``; stand-in crashes answer 503 and land in ``dc.internal_errors``. Like Discord,
 bot messages are echoed to the gateway (MESSAGE_CREATE/UPDATE/DELETE) unless ephemeral, content is
 capped at 2000 characters (400, code 50035) and a bot message's ``mentions`` lists only the users its
@@ -104,6 +106,8 @@ class DiscordStandin:
         self.mention_violations: list[str] = []
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []  # stand-in handler crashes (answered 503)
+        self.voice_messages_refused: set[int] = set()  # channels answering voice messages with 50173
+        self.voice_message_violations: list[str] = []  # voice messages Discord would refuse (400 50035)
         self.cdn_downloads = 0
         self.cdn_released = asyncio.Event()  # set at close: lets hanging CDN downloads finish
         self.latency = 0.0  # seconds added to every HTTP answer (benchmarks)
@@ -188,6 +192,11 @@ class DiscordStandin:
         """Add a member overwrite denying the bot ``permissions`` (default SEND_MESSAGES) in a channel;
         POST messages there then answers 403 {"code": 50013, "message": "Missing Permissions"}."""
         self.world.set_overwrite(channel_id, self.world.bot_id, deny=int(permissions), member=True)
+
+    def refuse_voice_messages(self, channel_id: int) -> None:
+        """Voice messages posted in this channel get Discord's 400 {"code": 50173, "message": "Cannot
+        send voice messages in this channel"}."""
+        self.voice_messages_refused.add(channel_id)
 
     def add_attachment(
         self,

@@ -43,6 +43,7 @@ class Permission(enum.IntFlag):
     MANAGE_THREADS = 1 << 34
     CREATE_PUBLIC_THREADS = 1 << 35
     SEND_MESSAGES_IN_THREADS = 1 << 38
+    SEND_VOICE_MESSAGES = 1 << 46
 
 
 ALL_PERMISSIONS = (1 << 51) - 1
@@ -59,6 +60,7 @@ DEFAULT_PERMISSIONS = int(
     | Permission.USE_APPLICATION_COMMANDS
     | Permission.CREATE_PUBLIC_THREADS
     | Permission.SEND_MESSAGES_IN_THREADS
+    | Permission.SEND_VOICE_MESSAGES
 )
 THREAD_TYPES = frozenset({10, 11, 12})
 
