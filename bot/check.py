@@ -28,10 +28,15 @@ from bot.storage import open_redis
 
 CHECK_TIMEOUT_S = 15.0
 SCOPES = ("bot", "applications.commands")
-# What the bot does in a channel: read it, answer (also in threads), and see what it replies to. It
-# sends no files, so Attach Files is not asked for.
+# What the bot does in a channel: read it, answer (also in threads), see what it replies to, and
+# answer voice messages with voice messages. Voice messages need no Attach Files, and it sends no
+# other files, so that is not asked for.
 PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    read_message_history=True,
+    send_voice_messages=True,
 )
 # Privileged intents and the application flags that grant them (either the full or the "limited" flag).
 PRIVILEGED = {

@@ -20,6 +20,7 @@ from cogs.chat import Chat, readable_text
 from cogs.utils.audio import audio_attachment
 from cogs.utils.downloads import download
 from cogs.utils.replies import answer
+from cogs.utils.spoken_reply import spoken_reply_for
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -110,7 +111,9 @@ class Voice(commands.Cog):
         # An audio file may come with typed words ("what's this song about?"): they go first.
         typed = readable_text(message, self.bot.user.id)
         text = f"{typed}\n\n{heard.text}" if typed else heard.text
-        await answer(self.bot, message, self.chat_request(message, text))
+        # Spoken to, the bot may answer aloud too ([voice] reply, and the user's /spoken-replies).
+        speak = await spoken_reply_for(self.bot, message)
+        await answer(self.bot, message, self.chat_request(message, text), speak=speak)
 
     def chat_request(self, message: discord.Message, text: str) -> ChatRequest:
         """The turn for a transcribed message: as the chat cog builds it, marked as spoken."""

@@ -16,7 +16,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from bot.config import Secrets, Settings
+from bot.config import Secrets, Settings, SpokenReply
 from bot.services import Services, build_services
 from bot.tokens import TokenCounter, load_encoding
 from tests.standins.model_server import ModelServer
@@ -138,7 +138,9 @@ def make_settings(
             redis={"key_prefix": key_prefix},
             tokens={"download_encodings": False},
             stream={"edit_interval_s": 0.05},
-            voice={"timeout_s": 5.0},
+            # Spoken replies are tested in tests/test_spoken_replies_e2e.py; elsewhere voice messages
+            # are answered in text, so those tests count the messages and requests of transcription alone.
+            voice={"timeout_s": 5.0, "reply": SpokenReply.TEXT},
         )
         return replace_settings(base, **sections)
 
@@ -182,6 +184,7 @@ async def discord_standin() -> AsyncIterator[Any]:
         yield standin
         standin.assert_no_mention_violations()
         assert not standin.internal_errors, standin.internal_errors
+        assert not standin.voice_message_violations, standin.voice_message_violations
 
 
 @pytest.fixture

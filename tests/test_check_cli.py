@@ -14,7 +14,7 @@ from tests.harness import bot_env, start_bot_process, write_config
 
 INVITE = re.compile(
     r"https://discord\.com/oauth2/authorize\?client_id=(\d+)&scope=bot\+applications\.commands"
-    r"&permissions=274877975552$"
+    r"&permissions=70643622153216$"
 )
 
 

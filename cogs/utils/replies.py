@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 import discord
 
@@ -19,6 +20,7 @@ from bot.turnlog import log_turn
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
+    from cogs.utils.spoken_reply import SpeechOutcome
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,19 @@ NOTES = {
 EMPTY_ANSWER = "*(The model returned an empty answer. Try rephrasing?)*"
 
 
+class Speak(Protocol):
+    """Reads a finished answer out (cogs/utils/spoken_reply.py)."""
+
+    instead_of_text: bool  # the text is held back, shown only if the speech does not carry it all
+
+    def __call__(self, answer: str) -> Awaitable[SpeechOutcome]: ...
+
+
 class StreamingReply:
-    def __init__(self, source: discord.Message, *, edit_interval: float) -> None:
+    def __init__(self, source: discord.Message, *, edit_interval: float, hold: bool = False) -> None:
         self.source = source
         self.interval = edit_interval
+        self.hold = hold  # True: collect the text, show nothing (typing goes on) until finish()
         self._parts: list[str] = []
         self._sent: list[discord.Message] = []
         self._shown: list[str] = []
@@ -68,6 +79,8 @@ class StreamingReply:
 
     async def add(self, delta: str) -> None:
         self._parts.append(delta)
+        if self.hold:
+            return
         if not self._sent:
             await self._flush()  # first visible text as soon as it exists
         elif self._timer is None:
@@ -124,25 +137,37 @@ class StreamingReply:
                 self._shown.append(piece)
 
 
-async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest, *, note: str | None = None) -> None:
+async def answer(
+    bot: ChatBot, source: discord.Message, request: ChatRequest, *, note: str | None = None, speak: Speak | None = None
+) -> None:
     """Run one chat turn for ``source`` and stream its answer into the channel; ``note`` (e.g. about
-    attachments the bot ignored) goes at the end of the answer."""
-    reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s)
+    attachments the bot ignored) goes at the end of the answer. ``speak``: the complete answer is then
+    read out as a voice message too (or instead, holding the text back unless speaking fails)."""
+    hold = speak is not None and speak.instead_of_text
+    reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s, hold=hold)
     started = time.perf_counter()
     first_text: float | None = None
+    done: TurnDone | None = None
+    text_note: str | None = None
     try:
         with bot.metrics.streaming():
             async for event in bot.services.chat.turn(request):
                 if isinstance(event, TurnStarted):
                     reply.start_typing()
                 elif isinstance(event, TurnDone):
+                    done = event
                     notes = [NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER), note]
-                    await reply.finish("\n".join(n for n in notes if n) or None)
+                    text_note = "\n".join(n for n in notes if n) or None
+                    if not reply.hold:
+                        await reply.finish(text_note)
                     _record(bot, request, "ok", started, first_text, event.usage, answer=event.text)
                 else:
                     if first_text is None:
                         first_text = time.perf_counter() - started
                     await reply.add(event)
+        # Spoken once the turn is stored and its conversation free for the next message.
+        if done is not None and speak is not None:
+            await _speak(reply, speak, done, text_note)
     except BotError as exc:
         if exc.silent:
             log.debug("Turn in %s skipped: %s", request.conversation_id, exc)
@@ -155,6 +180,17 @@ async def answer(bot: ChatBot, source: discord.Message, request: ChatRequest, *,
         await reply.fail(exc)
     finally:
         reply.close()
+
+
+async def _speak(reply: StreamingReply, speak: Speak, done: TurnDone, text_note: str | None) -> None:
+    """Read the answer out; show (or annotate) the text as the outcome says."""
+    outcome = await speak(done.text) if done.text.strip() else None
+    if reply.hold and (outcome is None or outcome.text_needed):
+        reply.hold = False
+        notes = [text_note, outcome.note if outcome else None]
+        await reply.finish("\n".join(n for n in notes if n) or None)
+    elif not reply.hold and outcome is not None and outcome.note:
+        await reply.finish(outcome.note)  # appended under the answer already shown
 
 
 def _record(
