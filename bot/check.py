@@ -20,10 +20,10 @@ import openai
 from redis.exceptions import RedisError
 
 from bot.app import INTENTS, use_discord_endpoints
-from bot.config import Settings
+from bot.config import Settings, SpokenReply
 from bot.errors import ConfigError
 from bot.llm import build_client
-from bot.services import build_transcription_client
+from bot.services import build_speech_client, build_transcription_client
 from bot.storage import open_redis
 
 CHECK_TIMEOUT_S = 15.0
@@ -93,7 +93,11 @@ async def run_checks(settings: Settings, config_path: str, out: TextIO) -> int:
     secrets = settings.secrets
     report = Report(
         out,
-        tuple(s for s in (secrets.discord_token, secrets.openai_api_key, secrets.transcription_api_key) if s),
+        tuple(
+            s
+            for s in (secrets.discord_token, secrets.openai_api_key, secrets.transcription_api_key, secrets.tts_api_key)
+            if s
+        ),
     )
     report.line("PASS", "config", f"{config_path} and the environment are valid")
     await report.run("discord", lambda: check_discord(settings, report))
@@ -103,6 +107,10 @@ async def run_checks(settings: Settings, config_path: str, out: TextIO) -> int:
         await report.run("transcription", lambda: check_transcription(settings, report))
     else:
         report.line("SKIP", "transcription", "voice messages are off (voice.enabled = false)")
+    if settings.voice.enabled and settings.voice.reply is not SpokenReply.TEXT:
+        await report.run("speech", lambda: check_speech(settings))
+    else:
+        report.line("SKIP", "speech", "spoken replies are off (voice.reply = text, or voice.enabled = false)")
     if report.failed:
         print(f"{len(report.failed)} check(s) failed: {', '.join(report.failed)}.", file=out)
         return 1
@@ -181,13 +189,26 @@ async def check_transcription(settings: Settings, report: Report) -> str:
         return await _model_offered(client.with_options(max_retries=0), settings.voice.model, key_name)
 
 
-async def _model_offered(client: openai.AsyncOpenAI, model: str, key_name: str) -> str:
-    """The server lists its models; a server that cannot list them gets a 1-token request instead."""
+async def check_speech(settings: Settings) -> str:
+    """The speech model for spoken replies, on TTS_BASE_URL or the chat model's server."""
+    secrets = settings.secrets
+    own = build_speech_client(settings)
+    client = own or build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+    key_name = "TTS_API_KEY" if own is not None else "OPENAI_API_KEY"
+    async with client:
+        return await _model_offered(client.with_options(max_retries=0), settings.voice.tts_model, key_name, chat=False)
+
+
+async def _model_offered(client: openai.AsyncOpenAI, model: str, key_name: str, *, chat: bool = True) -> str:
+    """The server lists its models; a server that cannot list them gets a 1-token request instead
+    (chat models; a speech server that lists none is taken at its word)."""
     where = where_is(str(client.base_url))
     try:
         try:
             offered = [m.id async for m in client.models.list()]
         except openai.NotFoundError:
+            if not chat:
+                return f"{where} lists no models: {model} is not checked"
             await client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": "ping"}], max_completion_tokens=1
             )

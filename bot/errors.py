@@ -70,6 +70,7 @@ class BudgetExceeded(BotError):
             f"{whose} daily token budget spent",
             user_message=f"{whose.capitalize()} daily budget for the model is used up. It resets <t:{resets_at}:R>.",
         )
+        self.whose = whose
         self.resets_at = resets_at
 
 

@@ -130,8 +130,7 @@ class Speaker:
                 self.usage, guild_id=guild_id, user_id=user_id, now=now, adding=len(script.text)
             )
         except BudgetExceeded as exc:
-            whose = "this server's" if str(exc).startswith("this server") else "your"
-            raise SpeechOverBudget(whose, exc.resets_at) from exc
+            raise SpeechOverBudget(exc.whose, exc.resets_at) from exc
         data = await self._synthesize(script.text)
         await self.usage.record(
             guild_id=guild_id, user_id=user_id, model=self.model, day=day_key(now), spoken_chars=len(script.text)

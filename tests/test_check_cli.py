@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.embedded_redis import EmbeddedRedis
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
 from tests.harness import bot_env, start_bot_process, write_config
+from tests.standins.model_server import ModelServer
 
 INVITE = re.compile(
     r"https://discord\.com/oauth2/authorize\?client_id=(\d+)&scope=bot\+applications\.commands"
@@ -43,7 +44,7 @@ def unused_redis_url() -> str:
 
 
 async def test_everything_passes(tmp_path, discord_standin, model_server, redis_url) -> None:
-    model_server.models.append("whisper-1")
+    model_server.models.extend(("whisper-1", "gpt-4o-mini-tts"))
     code, lines = await check(tmp_path, bot_env(discord_standin, model_server, redis_url))
     assert code == 0, "\n".join(lines)
     assert "logged in as StandinBot" in line(lines, "PASS", "discord")
@@ -54,12 +55,13 @@ async def test_everything_passes(tmp_path, discord_standin, model_server, redis_
     assert not any(text.startswith("WARN") for text in lines), "the test Redis runs with AOF"
     assert "test-model is offered" in line(lines, "PASS", "model")
     assert "whisper-1 is offered" in line(lines, "PASS", "transcription")
-    assert lines[-1] == "All 5 checks passed."
+    assert "gpt-4o-mini-tts is offered" in line(lines, "PASS", "speech")
+    assert lines[-1] == "All 6 checks passed."
     assert discord_standin.gateway.identify_count == 0, "a REST login only"
 
 
 async def test_a_wrong_discord_token_fails_with_exit_1(tmp_path, discord_standin, model_server, redis_url) -> None:
-    model_server.models.append("whisper-1")
+    model_server.models.extend(("whisper-1", "gpt-4o-mini-tts"))
     env = bot_env(discord_standin, model_server, redis_url) | {"DISCORD_TOKEN": "wrong-token"}
     code, lines = await check(tmp_path, env)
     assert code == 1
@@ -77,7 +79,8 @@ async def test_redis_down_and_a_rejected_model_key(tmp_path, discord_standin, mo
     assert "cannot reach Redis at redis://127.0.0.1:" in line(lines, "FAIL", "redis")
     assert "rejected OPENAI_API_KEY (401)" in line(lines, "FAIL", "model")
     assert "rejected OPENAI_API_KEY (401)" in line(lines, "FAIL", "transcription")
-    assert lines[-1] == "3 check(s) failed: redis, model, transcription."
+    assert "rejected OPENAI_API_KEY (401)" in line(lines, "FAIL", "speech")
+    assert lines[-1] == "4 check(s) failed: redis, model, transcription, speech."
 
 
 async def test_a_model_the_server_does_not_offer_and_redis_without_aof(tmp_path, discord_standin, model_server) -> None:
@@ -92,6 +95,19 @@ async def test_a_model_the_server_does_not_offer_and_redis_without_aof(tmp_path,
     line(lines, "PASS", "redis")
     assert "whisper-1 is not offered at http://127.0.0.1:" in line(lines, "FAIL", "transcription")
     assert "(it offers: test-model)" in line(lines, "FAIL", "transcription")
+    assert "gpt-4o-mini-tts is not offered" in line(lines, "FAIL", "speech")
+
+
+async def test_a_separate_speech_server_is_checked_with_its_own_key(
+    tmp_path, discord_standin, model_server, redis_url
+) -> None:
+    model_server.models.append("whisper-1")
+    async with ModelServer(api_key="sk-speech", models=("gpt-4o-mini-tts",)) as speech_server:
+        env = bot_env(discord_standin, model_server, redis_url) | {"TTS_BASE_URL": speech_server.base_url}
+        code, lines = await check(tmp_path, env | {"TTS_API_KEY": "wrong-speech-key"})
+        assert code == 1 and "rejected TTS_API_KEY (401)" in line(lines, "FAIL", "speech")
+        code, lines = await check(tmp_path, env | {"TTS_API_KEY": "sk-speech"})
+        assert code == 0 and f"gpt-4o-mini-tts is offered at {speech_server.base_url}" in line(lines, "PASS", "speech")
 
 
 async def test_a_config_error_still_exits_2(tmp_path, discord_standin, model_server, redis_url) -> None:
