@@ -51,6 +51,19 @@ class Metrics:
         self.transcription_seconds = Histogram(
             "transcription_seconds", "A transcription request", namespace=ns, registry=r, buckets=TURN_BUCKETS
         )
+        self.spoken_replies = Counter(
+            "spoken_replies",
+            "Spoken replies, by outcome (ok; skipped: nothing to say or over budget; refused: the channel "
+            "takes no voice messages; error: the speech server or the upload failed)",
+            ["outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.spoken_chars = Counter("spoken_characters", "Characters read out", namespace=ns, registry=r)
+        self.speech_seconds = Histogram(
+            "speech_seconds", "A spoken reply, from the speech request to the posted voice message",
+            namespace=ns, registry=r, buckets=TURN_BUCKETS,
+        )  # fmt: skip
         self.redis_seconds = Histogram(
             "redis_seconds",
             "Redis round trips, by operation (batch: a turn's read or write; ping: health probes)",
@@ -68,6 +81,8 @@ class Metrics:
             self.turns.labels(outcome)  # present at 0 from the start, so rates work on the first scrape
         for kind in ("input", "output"):
             self.tokens.labels(kind)
+        for outcome in ("ok", "skipped", "refused", "error"):
+            self.spoken_replies.labels(outcome)
 
     # ---- the observer API: called from the turn path -------------------------------------------
     def turn_finished(
@@ -115,6 +130,15 @@ class Metrics:
         self.audio_seconds.inc(audio_seconds)
         if seconds is not None:
             self.transcription_seconds.observe(seconds)
+
+    def spoke(self, outcome: str, characters: int = 0, seconds: float | None = None) -> None:
+        """A spoken reply ended (``ok``, ``skipped``, ``refused``, ``error``): the characters read out
+        and how long it took, when it was spoken."""
+        self.spoken_replies.labels(outcome).inc()
+        if characters:
+            self.spoken_chars.inc(characters)
+        if seconds is not None:
+            self.speech_seconds.observe(seconds)
 
     # ---- exposition -----------------------------------------------------------------------------
     def shards_state(self, connected: int, total: int) -> None:

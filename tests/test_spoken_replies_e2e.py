@@ -24,6 +24,7 @@ from tests.standins.audio_samples import decode
 from tests.standins.discord_recorder import RecordedRequest
 from tests.standins.discord_voice import IS_VOICE_MESSAGE, SEND_VOICE_MESSAGES
 from tests.standins.model_server import Error, Garbage, ModelServer, Reply, Speech, Stall, Transcript
+from tests.test_health_metrics import sample
 from tests.test_voice_e2e import CLIP, send_voice, voice_clip
 
 BOTH = {"reply": SpokenReply.BOTH}
@@ -62,6 +63,10 @@ def spoken_log() -> Iterator[SpokenLog]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def spoken_metric(chat: Any, outcome: str) -> float:
+    return sample(chat.bot.metrics.render().decode(), f'discord_bot_spoken_replies_total{{outcome="{outcome}"}}')
 
 
 def is_voice_message(request: RecordedRequest) -> bool:
@@ -122,6 +127,9 @@ async def test_a_voice_message_is_answered_in_text_then_as_a_voice_message(chat_
         assert spoken["id"] == request.response["id"]
         stored = await chat.stored_turns(world.dm_channel_id)
         assert [t["content"] for t in stored] == ["Say hello", "Hello **there**! See https://example.com."]
+        metrics = chat.bot.metrics.render().decode()
+        assert spoken_metric(chat, "ok") == 1 and spoken_metric(chat, "error") == 0
+        assert sample(metrics, "discord_bot_spoken_characters_total") == len(speech.input)
 
 
 @pytest.mark.parametrize("server_format", ["wav", "mp3"])
@@ -184,6 +192,7 @@ async def test_when_speech_fails_the_text_stands_with_a_note(chat_bot, world, sp
         assert [t["content"] for t in await chat.stored_turns(world.dm_channel_id)] == ["hi", "The answer."]
         logged = spoken_log.records
         assert len(logged) == 1 and logged[0].levelno == logging.WARNING, "logged once"
+        assert spoken_metric(chat, "error") == 1
         # Nothing else changed: the next message is answered as usual.
         await speak_to(chat, world.dm_channel_id, "again", "Second answer.")
         await voice_message(chat)
@@ -232,6 +241,7 @@ async def test_an_answer_that_is_all_code_is_not_spoken(chat_bot, world) -> None
         await speak_to(chat, world.dm_channel_id, "code only", "```\nx = 1\n```")
         await chat.answer(world.dm_channel_id, f"```\nx = 1\n```\n\n*({NothingToSay().user_message})*")
         assert chat.model.speech.requests == []
+        assert spoken_metric(chat, "skipped") == 1
 
 
 async def test_typed_messages_and_audio_files_get_text_only(chat_bot, world) -> None:
@@ -363,6 +373,7 @@ async def test_a_channel_that_refuses_voice_messages_keeps_the_text(chat_bot, wo
         await chat.answer(world.dm_channel_id, "Text stays.")
         logged = (await spoken_log.first()).getMessage()
         assert "not spoken" in logged and "50173" in logged
+        assert spoken_metric(chat, "refused") == 1
         assert [m["content"] for m in chat.dc.bot_messages(world.dm_channel_id)] == ["> hi", "Text stays."]
 
 

@@ -9,13 +9,14 @@ a failure is logged once and becomes a short note under the text, never a second
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.config import SpokenReply as Mode
-from bot.errors import BotError, SpeechError, VoiceMessageRefused
+from bot.errors import BotError, NothingToSay, SpeechError, SpeechOverBudget, VoiceMessageRefused
 from cogs.utils.voice_message import may_send_voice_messages, send_voice_message
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class SpokenReply:
 
     async def __call__(self, answer: str) -> SpeechOutcome:
         source = self.source
+        metrics = self.bot.metrics
+        started = time.perf_counter()
         try:
             if not may_send_voice_messages(source.channel):  # before paying for speech that can't be posted
                 raise VoiceMessageRefused(f"no Send Voice Messages permission in channel {source.channel.id}")
@@ -53,13 +56,23 @@ class SpokenReply:
             await send_voice_message(self.bot, source, spoken.audio)
         except SpeechError as exc:
             if exc.silent:
+                metrics.spoke("refused")
                 log.info("Answer to %s not spoken: %s", source.id, exc)
                 return SpeechOutcome(text_needed=True)
-            log.warning("Answer to %s not spoken: %s", source.id, exc, exc_info=exc.__cause__ is not None)
+            if isinstance(exc, NothingToSay | SpeechOverBudget):
+                metrics.spoke("skipped")
+                log.info("Answer to %s not spoken: %s", source.id, exc)
+            else:
+                metrics.spoke("error")
+                metrics.error(exc)
+                log.warning("Answer to %s not spoken: %s", source.id, exc, exc_info=exc.__cause__ is not None)
             return SpeechOutcome(text_needed=True, note=f"*({exc.user_message})*")
         except (BotError, discord.HTTPException) as exc:  # storage down, or Discord refused the upload
+            metrics.spoke("error")
+            metrics.error(exc)
             log.warning("Answer to %s not spoken: %s", source.id, exc, exc_info=exc.__cause__ is not None)
             return SpeechOutcome(text_needed=True, note=f"*({NOT_SPOKEN})*")
+        metrics.spoke("ok", len(spoken.script.text), time.perf_counter() - started)
         audio = spoken.audio
         log.info(
             "Spoke %d characters to %s: %.1f s of audio%s",
