@@ -13,6 +13,7 @@ latency for comparison (which includes the stand-ins' CPU, interleaved on the sa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,7 +191,10 @@ async def history_run(
             async with start_bot(settings, dc) as bot:
                 chat = bot.services.chat
                 if not workaround:
-                    chat.model = UnpatchedChatModel(chat.model.client, chat.model.settings)
+                    default = chat.registry.default
+                    chat.registry.serve(
+                        dataclasses.replace(default, chat=UnpatchedChatModel(chat.model.client, chat.model.settings))
+                    )
                 for channel in guild.channels:
                     run.cold.append(await one_turn(dc, model, proxy, guild, channel))
                 encoding = CountingEncoding(chat.counter.encoding)

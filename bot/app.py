@@ -14,6 +14,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.config import Settings
 from bot.errors import BotError
 from bot.health import HealthServer
 from bot.metrics import Metrics
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 EXTENSIONS = ("cogs.chat", "cogs.persona", "cogs.usage", "cogs.voice", "cogs.spoken")
 # Mentions and DMs carry their content without the privileged Message Content intent.
 INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True)
+
+
+def intents_for(settings: Settings) -> discord.Intents:
+    """INTENTS, plus Message Content when ``[discord] message_content`` says the portal grants it
+    (Discord refuses the connection, close code 4014, if the bot asks for an intent it lacks)."""
+    intents = discord.Intents(INTENTS.value)
+    intents.message_content = settings.discord.message_content
+    return intents
 
 
 def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None:
@@ -145,7 +154,7 @@ class ChatBot(commands.AutoShardedBot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=INTENTS,
+            intents=intents_for(services.settings),
             # Whatever the model writes, no message of ours pings anyone.
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=BotTree,

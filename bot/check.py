@@ -19,7 +19,8 @@ import discord
 import openai
 from redis.exceptions import RedisError
 
-from bot.app import INTENTS, use_discord_endpoints
+from bot.app import intents_for, use_discord_endpoints
+from bot.catalog import DEFAULT_PROVIDER, ModelOption, offered_models
 from bot.config import Settings, SpokenReply
 from bot.errors import ConfigError
 from bot.llm import build_client
@@ -95,14 +96,21 @@ async def run_checks(settings: Settings, config_path: str, out: TextIO) -> int:
         out,
         tuple(
             s
-            for s in (secrets.discord_token, secrets.openai_api_key, secrets.transcription_api_key, secrets.tts_api_key)
+            for s in (
+                secrets.discord_token,
+                secrets.openai_api_key,
+                secrets.transcription_api_key,
+                secrets.tts_api_key,
+                *(key for _, key in secrets.provider_keys),
+            )
             if s
         ),
     )
     report.line("PASS", "config", f"{config_path} and the environment are valid")
     await report.run("discord", lambda: check_discord(settings, report))
     await report.run("redis", lambda: check_redis(settings, report))
-    await report.run("model", lambda: check_model(settings))
+    for option in offered_models(settings.model, settings.models):  # every model /model offers
+        await report.run("model", lambda option=option: check_model(settings, option))
     if settings.voice.enabled:
         await report.run("transcription", lambda: check_transcription(settings, report))
     else:
@@ -121,7 +129,7 @@ async def run_checks(settings: Settings, config_path: str, out: TextIO) -> int:
 async def check_discord(settings: Settings, report: Report) -> str:
     secrets = settings.secrets
     use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
-    async with discord.Client(intents=INTENTS) as client:
+    async with discord.Client(intents=intents_for(settings)) as client:
         try:
             await client.login(secrets.discord_token)
         except discord.LoginFailure:
@@ -133,19 +141,28 @@ async def check_discord(settings: Settings, report: Report) -> str:
     name = f"{client.user} (id {client.user.id})"
     url = discord.utils.oauth_url(app.id, permissions=PERMISSIONS, scopes=SCOPES)
     report.note("", "invite", url)
-    report.note(*intents_line(app.flags))
+    report.note(*intents_line(app.flags, intents_for(settings)))
     return f"logged in as {name}"
 
 
-def intents_line(flags: discord.ApplicationFlags) -> tuple[str, str, str]:
-    """Whether the portal grants every privileged intent the bot asks for (today it asks for none)."""
+def intents_line(flags: discord.ApplicationFlags, intents: discord.Intents) -> tuple[str, str, str]:
+    """Whether the portal grants every privileged intent the bot asks for: Message Content only with
+    ``[discord] message_content = true``, which Discord refuses at connect (4014) if not granted."""
     enabled = [intent for intent, names in PRIVILEGED.items() if any(getattr(flags, n) for n in names)]
-    needed = [intent for intent in PRIVILEGED if getattr(INTENTS, intent)]
+    needed = [intent for intent in PRIVILEGED if getattr(intents, intent)]
     missing = [intent for intent in needed if intent not in enabled]
     granted = ", ".join(enabled) or "none"
     if missing:
-        return "WARN", "intents", f"the bot needs {', '.join(missing)}: enable it in the portal (granted: {granted})"
-    return "", "intents", f"no privileged intent needed (the portal grants: {granted})"
+        return (
+            "WARN",
+            "intents",
+            f"the bot asks for {', '.join(missing)} but the portal does not grant it: enable it under Bot > "
+            f"Privileged Gateway Intents, or set [discord] message_content = false (granted: {granted})",
+        )
+    if needed:
+        return "", "intents", f"the portal grants {', '.join(needed)}, which the bot asks for (granted: {granted})"
+    hint = " (threads answer only mentions and replies)" if "message_content" not in enabled else ""
+    return "", "intents", f"no privileged intent needed (the portal grants: {granted}){hint}"
 
 
 async def check_redis(settings: Settings, report: Report) -> str:
@@ -173,11 +190,17 @@ def _one_node(info: dict[str, Any]) -> dict[str, Any]:
     return first if isinstance(first, dict) else info
 
 
-async def check_model(settings: Settings) -> str:
+async def check_model(settings: Settings, option: ModelOption) -> str:
     secrets = settings.secrets
-    client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+    if option.provider == DEFAULT_PROVIDER:
+        client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+        key_name = "OPENAI_API_KEY"
+    else:
+        provider = next(p for p in settings.providers if p.name == option.provider)
+        client = build_client(settings.model, secrets.provider_key(provider.name), provider.base_url)
+        key_name = provider.api_key_env or "no key"
     async with client:
-        return await _model_offered(client.with_options(max_retries=0), settings.model.name, "OPENAI_API_KEY")
+        return await _model_offered(client.with_options(max_retries=0), option.name, key_name)
 
 
 async def check_transcription(settings: Settings, report: Report) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.catalog import ModelOption, Provider, check_catalog, provider_keys, uses_default_provider
 from bot.deployment import check_redis_url, log_level, parse_shards
 from bot.errors import ConfigError
 
@@ -33,6 +34,7 @@ class ModelSettings:
     idle_timeout_s: float = 30.0  # longest silence allowed between two stream chunks
     connect_timeout_s: float = 5.0
     max_retries: int = 1
+    images: bool = True  # whether the model accepts images
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class DiscordSettings:
     """How the bot uses Discord itself."""
 
     download_timeout_s: float = 30.0  # an attachment's whole download from Discord's CDN (aiohttp's default: 300 s)
+    # Discord's privileged Message Content intent, as toggled in the developer portal: on, every
+    # message in the bot's own /chat threads is answered without a mention.
+    message_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,10 @@ class Secrets:
     tts_api_key: str | None = None
     shard_count: int | None = None  # unset: Discord's recommended count
     shard_ids: tuple[int, ...] | None = None  # unset: every shard in this process
+    provider_keys: tuple[tuple[str, str], ...] = ()  # [[providers]] name -> key, from their api_key_env
+
+    def provider_key(self, provider: str) -> str:
+        return dict(self.provider_keys)[provider]
 
     def __repr__(self) -> str:  # never let a secret reach a log through repr()
         return "Secrets(<redacted>)"
@@ -248,6 +257,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    models: tuple[ModelOption, ...] = ()  # [[models]]: offered besides [model] (see bot/catalog.py)
+    providers: tuple[Provider, ...] = ()  # [[providers]]
     secrets: Secrets = field(default_factory=lambda: Secrets("", ""))
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -291,12 +302,36 @@ def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
     for key, value in raw.items():
         if key not in sections:
             raise ConfigError(f"{path.name}: unknown section [{key}] (expected one of: {', '.join(sections)})")
-        values[key] = _build(hints[key], value, key, path.name)
+        if key in TABLE_LISTS:
+            values[key] = _tables(TABLE_LISTS[key], value, key, path.name)
+        else:
+            values[key] = _build(hints[key], value, key, path.name)
     if level := env.get("LOG_LEVEL", "").strip():  # the environment wins: raise verbosity without editing files
         values["logging"] = dataclasses.replace(values.get("logging", LoggingSettings()), level=log_level(level))
-    settings = Settings(**values, secrets=_secrets(env), base_dir=path.resolve().parent)
+    model, models = values.get("model", ModelSettings()), values.get("models", ())
+    check_catalog(model, models, values.get("providers", ()), values.get("tokens", TokenSettings()).margin, path.name)
+    values["usage"] = _with_model_prices(values.get("usage", UsageSettings()), models)
+    secrets = dataclasses.replace(
+        _secrets(env, needs_openai=uses_default_provider(model, models)),
+        provider_keys=provider_keys(values.get("providers", ()), env),
+    )
+    settings = Settings(**values, secrets=secrets, base_dir=path.resolve().parent)
     _check_ranges(settings, path.name)
     return settings
+
+
+# Top-level arrays of tables ([[models]]) rather than tables of settings.
+TABLE_LISTS: dict[str, type] = {"models": ModelOption, "providers": Provider}
+
+
+def _with_model_prices(usage: UsageSettings, models: tuple[ModelOption, ...]) -> UsageSettings:
+    """Prices given in [[models]] come first, so they win over [[usage.prices]] for the same model."""
+    priced = tuple(
+        Price(m.name, input_per_million=m.input_per_million or 0.0, output_per_million=m.output_per_million or 0.0)
+        for m in models
+        if m.input_per_million is not None or m.output_per_million is not None
+    )
+    return dataclasses.replace(usage, prices=priced + usage.prices) if priced else usage
 
 
 def _build(cls: type, value: Any, where: str, file: str) -> Any:
@@ -436,7 +471,7 @@ def _check_voice(v: VoiceSettings, file: str) -> None:
             raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
 
 
-def _secrets(env: Mapping[str, str]) -> Secrets:
+def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
@@ -447,7 +482,7 @@ def _secrets(env: Mapping[str, str]) -> Secrets:
     base_url = get("OPENAI_BASE_URL")
     api_key = get("OPENAI_API_KEY")
     if not api_key:
-        if not base_url:
+        if not base_url and needs_openai:
             raise ConfigError("OPENAI_API_KEY is not set: put your model server's API key in it")
         api_key = "not-needed"  # local servers (Ollama, LM Studio) ignore the key but the SDK wants one
     shard_count, shard_ids = parse_shards(get("SHARD_COUNT"), get("SHARD_IDS"))

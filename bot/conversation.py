@@ -23,6 +23,7 @@ from bot.errors import MessageTooLong
 from bot.history import HistoryStore, Turn, Window, api_name
 from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
+from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
 from bot.sanitize import clean_text
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
@@ -39,7 +40,7 @@ class ChatRequest:
     text: str
     bot_name: str = "the bot"
     guild_name: str | None = None
-    parent_id: int | None = None  # a thread's parent channel (for the persona)
+    parent_id: int | None = None  # a thread's parent channel (for the persona and the model)
     spoken: bool = False
     claim: bool = True  # False when the caller already claimed the message (voice claims early)
 
@@ -99,10 +100,7 @@ class ChatService:
         *,
         redis: aioredis.Redis,
         history: HistoryStore,
-        model: ChatModel,
-        counter: TokenCounter,
-        context_window: int,
-        max_reply_tokens: int,
+        models: ModelChoices,
         margin: int,
         personas: PersonaStore,
         usage: UsageStore,
@@ -112,10 +110,7 @@ class ChatService:
     ) -> None:
         self.redis = redis
         self.history = history
-        self.model = model
-        self.counter = counter
-        self.context_window = context_window
-        self.max_reply_tokens = max_reply_tokens
+        self.models = models
         self.margin = margin
         self.personas = personas
         self.usage = usage
@@ -123,6 +118,19 @@ class ChatService:
         self.clock = clock
         self.observe_redis = observe_redis  # each turn round trip's duration, for metrics
         self.locks = ConversationLocks()
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.models.registry
+
+    @property
+    def model(self) -> ChatModel:
+        """The default model's (the one-model case's) ChatModel."""
+        return self.registry.default.chat
+
+    @property
+    def counter(self) -> TokenCounter:
+        return self.registry.default.counter
 
     async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
         """Yield ``TurnStarted`` once the turn is allowed, the answer's text deltas, then ``TurnDone``.
@@ -146,20 +154,22 @@ class ChatService:
             persona = batch.add(
                 self.personas.queue_active(request.guild_id, request.conversation_id, request.parent_id)
             )
+            chosen = batch.add(self.models.queue_active(request.guild_id, request.conversation_id, request.parent_id))
             read = batch.add(self.history.queue_read(request.conversation_id))
             await batch.execute()
             admitted()
             window = read.value
+            model = chosen.value.model
 
             system_prompt = persona.value.render(
                 bot_name=request.bot_name, guild_name=request.guild_name, today=now.date()
             )
-            user_turn = self._user_turn(request)
-            messages, prompt_tokens = self._prompt(system_prompt, window, user_turn)
+            user_turn = self._user_turn(request, model)
+            messages, prompt_tokens = self._prompt(model, system_prompt, window, user_turn)
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
-            async for event in self.model.stream(messages):
+            async for event in model.chat.stream(messages):
                 if isinstance(event, Finish):
                     finish = event
                 else:
@@ -169,29 +179,33 @@ class ChatService:
             text = "".join(parts)
             # No usage from the server: estimate from the counts already known, so a long history is
             # not tokenised again (every message's count was taken once, when it was stored).
-            usage = finish.usage or Usage(prompt_tokens, self.counter.count(text), estimated=True)
-            await self._finish(request, day, window, user_turn, text, usage)
+            usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
+            await self._finish(request, model, day, window, user_turn, text, usage)
             yield TurnDone(text, finish.reason, usage)
 
-    def _user_turn(self, request: ChatRequest) -> Turn:
+    def _user_turn(self, request: ChatRequest, model: ServedModel) -> Turn:
         name = api_name(request.author_name, request.author_id)
         return Turn(
             role="user",
             content=request.text,
-            tokens=self.counter.message(request.text, name),
+            tokens=model.counter.message(request.text, name),
             name=request.author_name,
             author_id=request.author_id,
             message_id=request.message_id,
             spoken=request.spoken,
         )
 
-    def _prompt(self, system_prompt: str, window: Window, user_turn: Turn) -> tuple[list[dict[str, Any]], int]:
-        """System prompt, the newest stored turns that fit, the new message, and the prompt's token
-        count. Only the new message (and the system prompt) are tokenised here: stored turns carry
-        their counts."""
+    def _prompt(
+        self, model: ServedModel, system_prompt: str, window: Window, user_turn: Turn
+    ) -> tuple[list[dict[str, Any]], int]:
+        """System prompt, the newest stored turns that fit the model's window, the new message, and the
+        prompt's token count. Only the new message (and the system prompt) are tokenised here: stored
+        turns carry their counts (taken with the encoding of the model that answered then; the margin
+        absorbs the difference after a change of model)."""
         system = {"role": "system", "content": system_prompt}
-        system_tokens = self.counter.message(system_prompt)
-        budget = self.context_window - self.max_reply_tokens - self.margin - REPLY_PRIMING_TOKENS - system_tokens
+        system_tokens = model.counter.message(system_prompt)
+        size = model.settings
+        budget = size.context_window - size.max_reply_tokens - self.margin - REPLY_PRIMING_TOKENS - system_tokens
         if user_turn.tokens > budget:
             raise MessageTooLong(user_turn.tokens, budget)
         kept = fit_newest(window.tokens, budget - user_turn.tokens)
@@ -201,19 +215,26 @@ class ChatService:
         return [system, *history, user_turn.to_message()], tokens
 
     async def _finish(
-        self, request: ChatRequest, day: str, window: Window, user_turn: Turn, text: str, usage: Usage
+        self,
+        request: ChatRequest,
+        model: ServedModel,
+        day: str,
+        window: Window,
+        user_turn: Turn,
+        text: str,
+        usage: Usage,
     ) -> None:
         """The one write round trip: the exchange (unless the answer is empty or only whitespace: the
         user was told the model returned nothing) and the usage."""
         batch = Batch(self.redis, observe=self.observe_redis)
         if text.strip():
-            answer = Turn(role="assistant", content=text, tokens=self.counter.message(text))
+            answer = Turn(role="assistant", content=text, tokens=model.counter.message(text))
             batch.add(self.history.queue_append(request.conversation_id, window, (user_turn, answer)))
         batch.add(
             self.usage.queue_record(
                 guild_id=request.guild_id,
                 user_id=request.author_id,
-                model=self.model.settings.name,
+                model=model.name,
                 day=day,
                 usage=usage,
             )

@@ -25,6 +25,14 @@ class Keys:
         """Hash: "guild" -> the guild's persona, "custom" -> its custom prompt, "channel:<id>" -> overrides."""
         return f"{self.prefix}:persona:{{{guild_id}}}"
 
+    def models(self, guild_id: int) -> str:
+        """Hash: "guild" -> the guild's chosen model, "channel:<id>" -> a channel's or thread's override."""
+        return f"{self.prefix}:model:{{{guild_id}}}"
+
+    def bot_thread(self, thread_id: int) -> str:
+        """Present while a thread is one the bot opened with /chat (value: the id of who opened it)."""
+        return f"{self.prefix}:thread:{{{thread_id}}}"
+
     def guild_usage(self, guild_id: int | None, day: str) -> str:
         """Hash of one guild's usage on one UTC day (DMs count under "dm"); fields per model."""
         return f"{self.prefix}:usage:guild:{{{guild_id if guild_id is not None else 'dm'}}}:{day}"

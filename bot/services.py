@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 
 import openai
 import redis.asyncio as aioredis
 
+from bot.catalog import DEFAULT_PROVIDER, model_settings, offered_models
 from bot.config import Settings
 from bot.conversation import ChatService
 from bot.history import HistoryStore
@@ -19,6 +20,7 @@ from bot.keys import Keys
 from bot.limits import Limits
 from bot.llm import ChatModel, build_client
 from bot.metrics import Metrics
+from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
 from bot.speech import Speaker
 from bot.speech_prefs import SpokenReplyPrefs
@@ -45,34 +47,56 @@ class Services:
     metrics: Metrics
     speaker: Speaker
     spoken_prefs: SpokenReplyPrefs
+    models: ModelChoices
+    clients: Mapping[str, openai.AsyncOpenAI] = field(default_factory=dict)  # provider name -> its client
 
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     secrets = settings.secrets
     # The first use of a model's encoding may download it: off the event loop.
-    encoding = await asyncio.to_thread(
-        load_encoding, settings.model.name, allow_download=settings.tokens.download_encodings
-    )
+    counters = await asyncio.to_thread(load_counters, settings)
     async with open_redis(secrets.redis_url, settings.resolve_path(settings.redis.data_dir)) as redis_handle:
         log.info("Storage: %s", redis_handle.description)
-        client = build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
+        clients = build_provider_clients(settings)
         audio_client = build_transcription_client(settings)
         speech_client = build_speech_client(settings)
         try:
             yield build_services(
                 settings,
                 redis_handle.client,
-                client,
-                TokenCounter(encoding),
+                clients[DEFAULT_PROVIDER],
+                counters[settings.model.name],
                 transcription_client=audio_client,
                 speech_client=speech_client,
+                clients=clients,
+                counters=counters,
             )
         finally:
-            await client.close()
+            for client in clients.values():
+                await client.close()
             for extra in (audio_client, speech_client):
                 if extra is not None:
                     await extra.close()
+
+
+def load_counters(settings: Settings) -> dict[str, TokenCounter]:
+    """A token counter per offered model, each with its model's encoding (blocking: may download)."""
+    allow = settings.tokens.download_encodings
+    return {
+        option.name: TokenCounter(load_encoding(option.name, allow_download=allow))
+        for option in offered_models(settings.model, settings.models)
+    }
+
+
+def build_provider_clients(settings: Settings) -> dict[str, openai.AsyncOpenAI]:
+    """One shared client per provider: the default one (OPENAI_BASE_URL, OPENAI_API_KEY), which voice
+    messages use too, and one per [[providers]] table, each with its own key."""
+    secrets = settings.secrets
+    clients = {DEFAULT_PROVIDER: build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)}
+    for provider in settings.providers:
+        clients[provider.name] = build_client(settings.model, secrets.provider_key(provider.name), provider.base_url)
+    return clients
 
 
 def build_transcription_client(settings: Settings) -> openai.AsyncOpenAI | None:
@@ -109,9 +133,27 @@ def build_services(
     clock: Callable[[], dt.datetime] | None = None,
     transcription_client: openai.AsyncOpenAI | None = None,
     speech_client: openai.AsyncOpenAI | None = None,
+    *,
+    clients: Mapping[str, openai.AsyncOpenAI] | None = None,
+    counters: Mapping[str, TokenCounter] | None = None,
 ) -> Services:
-    """Wire the services around already-open clients (start-up, tests and the benchmark share this)."""
+    """Wire the services around already-open clients (start-up, tests and the benchmark share this).
+    ``client`` is the default provider's; ``clients`` maps every provider to its own (missing ones
+    use ``client``), ``counters`` every model to its counter (missing ones use ``counter``)."""
     keys = Keys(settings.redis.key_prefix)
+    clients = {DEFAULT_PROVIDER: client, **(clients or {})}
+    registry = ModelRegistry(
+        (
+            ServedModel(
+                option,
+                ChatModel(clients.get(option.provider, client), model_settings(settings.model, option)),
+                (counters or {}).get(option.name, counter),
+            )
+            for option in offered_models(settings.model, settings.models)
+        ),
+        default=settings.model.name,
+    )
+    models = ModelChoices(redis, keys, registry)
     metrics = Metrics()
     history = HistoryStore(
         keys,
@@ -125,10 +167,7 @@ def build_services(
     chat = ChatService(
         redis=redis,
         history=history,
-        model=ChatModel(client, settings.model),
-        counter=counter,
-        context_window=settings.model.context_window,
-        max_reply_tokens=settings.model.max_reply_tokens,
+        models=models,
         margin=settings.tokens.margin,
         personas=personas,
         usage=usage,
@@ -161,4 +200,6 @@ def build_services(
         metrics,
         speaker,
         SpokenReplyPrefs(redis, keys),
+        models,
+        clients,
     )
