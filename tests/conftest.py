@@ -30,6 +30,8 @@ os.environ["TIKTOKEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiktoken-empty-")
 TEST_API_KEY = "sk-test-key-0123456789"
 TEST_DISCORD_TOKEN = "test-discord-token.abc.xyz"
 TEST_MODEL = "test-model"
+SECOND_API_KEY = "sk-second-key-9876543210"
+SECOND_MODEL = "local-llama"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -105,14 +107,25 @@ async def model_server() -> AsyncIterator[ModelServer]:
         yield server
 
 
+@pytest.fixture
+async def second_model_server() -> AsyncIterator[ModelServer]:
+    """Another provider's server, with a key of its own: proves a turn goes to its model's server."""
+    async with ModelServer(api_key=SECOND_API_KEY, models=(SECOND_MODEL,)) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def token_counter() -> TokenCounter:
     return TokenCounter(load_encoding(TEST_MODEL, allow_download=False))
 
 
-def replace_settings(settings: Settings, **sections: dict[str, Any]) -> Settings:
-    """``replace_settings(s, model={"timeout_s": 1.0})``: a copy with some keys of some sections changed."""
-    changed = {name: dataclasses.replace(getattr(settings, name), **values) for name, values in sections.items()}
+def replace_settings(settings: Settings, **sections: Any) -> Settings:
+    """``replace_settings(s, model={"timeout_s": 1.0})``: a copy with some keys of some sections changed;
+    a value that is not a dict (``models=(...)``) replaces the whole field."""
+    changed = {
+        name: dataclasses.replace(getattr(settings, name), **values) if isinstance(values, dict) else values
+        for name, values in sections.items()
+    }
     return dataclasses.replace(settings, **changed)
 
 

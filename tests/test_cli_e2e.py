@@ -44,11 +44,13 @@ async def test_sync_publishes_the_slash_commands(
     assert process.returncode == 0, output.decode()
     [put] = [r for r in discord_standin.requests if r.route == "put_commands"]
     commands = {c["name"]: c for c in put.json}
-    assert {"forget", "persona", "usage"} <= set(commands)
+    assert {"forget", "persona", "model", "usage"} <= set(commands)
     assert f"Published {len(commands)} slash command(s): {', '.join(commands)}" in output.decode()
     assert int(commands["persona"]["default_member_permissions"]) == MANAGE_CHANNELS
     assert commands["persona"]["dm_permission"] is False, "guild only"
     assert {o["name"] for o in commands["persona"]["options"]} == {"list", "show", "set", "custom", "reset"}
+    assert {o["name"] for o in commands["model"]["options"]} == {"list", "show", "set", "reset"}
+    assert commands["model"]["dm_permission"] is False, "DMs use the default model"
     assert commands["forget"]["default_member_permissions"] is None, "thread owners without permissions may use it"
     assert discord_standin.gateway.identify_count == 0, "sync logs in over REST only"
 

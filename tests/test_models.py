@@ -4,7 +4,6 @@ with that server's key, per-model usage and token counting, ``check`` on every m
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,17 @@ from bot.conversation import ChatRequest, TurnDone
 from bot.errors import ConfigError
 from bot.personas import Scope
 from bot.services import Services, open_services
-from tests.conftest import TEST_API_KEY
+from tests.conftest import SECOND_API_KEY, SECOND_MODEL, TEST_API_KEY
 from tests.standins.model_server import ModelServer, Reply
 
-LOCAL_KEY = "sk-local-key-9876543210"
-LOCAL_MODEL = "local-llama"
+LOCAL_KEY, LOCAL_MODEL = SECOND_API_KEY, SECOND_MODEL
 ENV = {"DISCORD_TOKEN": "t", "OPENAI_API_KEY": "k"}
 GUILD, CHANNEL, THREAD, OTHER_CHANNEL = 1001, 2001, 2002, 2003
 
 
 @pytest.fixture
-async def local_server() -> AsyncIterator[ModelServer]:
-    async with ModelServer(api_key=LOCAL_KEY, models=(LOCAL_MODEL,)) as server:
-        yield server
+def local_server(second_model_server: ModelServer) -> ModelServer:
+    return second_model_server
 
 
 def two_model_settings(settings: Settings, local: ModelServer, **local_model: object) -> Settings:
@@ -277,3 +274,30 @@ async def services_turns(services: Services, redis, conversation: int) -> list[d
     import json
 
     return [json.loads(raw) for raw in await redis.lrange(services.keys.turns(conversation), 0, -1)]
+
+
+async def test_the_choice_is_read_in_the_turns_one_read_round_trip(
+    make_settings, counted_redis, model_server: ModelServer, local_server: ModelServer
+) -> None:
+    from bot.services import build_provider_clients, build_services, load_counters
+
+    client, proxy = counted_redis
+    settings = two_model_settings(make_settings(), local_server)
+    clients = build_provider_clients(settings)
+    counters = load_counters(settings)
+    try:
+        services = build_services(
+            settings, client, clients[DEFAULT_PROVIDER], counters["test-model"], clients=clients, counters=counters
+        )
+        await services.models.choose(GUILD, LOCAL_MODEL, Scope.CHANNEL, CHANNEL)
+        for i, (conversation, parent) in enumerate(((CHANNEL, None), (THREAD, CHANNEL), (CHANNEL, None))):
+            before = proxy.round_trips
+            await run_turn(services, request(50 + i, f"turn {i}", conversation=conversation, parent=parent))
+            assert proxy.round_trips - before == 2, "one read (limits, persona, model, history) and one write"
+        assert [r.body["model"] for r in local_server.requests] == [LOCAL_MODEL] * 3 and model_server.requests == []
+    finally:
+        for each in clients.values():
+            await each.close()
+        keys = [key async for key in client.scan_iter(match=f"{settings.redis.key_prefix}:*")]
+        if keys:
+            await client.delete(*keys)

@@ -1,0 +1,120 @@
+"""Models: choose which configured model answers in this server or one channel (Manage Server /
+Manage Channels, as for /persona)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.personas import Scope
+from cogs.utils.checks import require_persona_permission
+
+if TYPE_CHECKING:
+    from bot.app import ChatBot
+    from bot.models import ActiveModel, ModelChoices, ServedModel
+
+
+def _parent_id(channel: object) -> int | None:
+    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+
+
+def describe(served: ServedModel) -> str:
+    option = served.option
+    facts = [f"{option.context_window:,}-token window", "reads images" if option.images else "text only"]
+    named = f"**{option.title}**" + (f" (`{option.name}`)" if option.label else "")
+    return f"{named}: {', '.join(facts)}"
+
+
+def where_from(active: ActiveModel) -> str:
+    text = f"**{active.model.option.title}** (from the {active.source})"
+    if active.missing:
+        return f"{text}. “{active.missing[:50]}” was chosen but is no longer offered, so this one answers instead"
+    return text
+
+
+class Models(commands.Cog):
+    """Choose the model that answers in this server, or in one channel."""
+
+    model = app_commands.Group(
+        name="model",
+        description="Choose the model that answers in this server",
+        guild_only=True,
+        # Hidden from members who could not use any subcommand; each subcommand checks again.
+        default_permissions=discord.Permissions(manage_channels=True),
+    )
+
+    def __init__(self, bot: ChatBot) -> None:
+        self.bot = bot
+
+    @property
+    def store(self) -> ModelChoices:
+        return self.bot.services.models
+
+    async def _active(self, interaction: discord.Interaction) -> ActiveModel:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        return await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
+
+    @model.command(name="list")
+    async def model_list(self, interaction: discord.Interaction) -> None:
+        """List the models this server can use."""
+        active = await self._active(interaction)
+        default = self.store.registry.default.name
+        lines = [
+            f"• {describe(served)}"
+            + (" (default)" if served.name == default else "")
+            + (" ← active here" if served.name == active.model.name else "")
+            for served in self.store.registry
+        ]
+        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    @model.command(name="show")
+    async def model_show(self, interaction: discord.Interaction) -> None:
+        """Show the model that answers in this channel, and where that choice comes from."""
+        active = await self._active(interaction)
+        await interaction.response.send_message(
+            f"Model here: {where_from(active)}.\n{describe(active.model)}", ephemeral=True
+        )
+
+    @model.command(name="set")
+    @app_commands.describe(name="The model to use", scope="The whole server (default) or only this channel")
+    async def model_set(self, interaction: discord.Interaction, name: str, scope: Scope = Scope.GUILD) -> None:
+        """Choose the model for this server, or for this channel only."""
+        require_persona_permission(interaction, scope)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        served = await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
+        where = "this server" if scope is Scope.GUILD else "this channel"
+        await interaction.response.send_message(
+            f"The model for {where} is now **{served.option.title}**. It applies from the next message.",
+            ephemeral=True,
+        )
+
+    @model_set.autocomplete("name")
+    async def model_name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        needle = current.lower()
+        return [
+            app_commands.Choice(name=served.option.title[:100], value=served.name)
+            for served in self.store.registry
+            if needle in served.name.lower() or needle in served.option.title.lower()
+        ][:25]
+
+    @model.command(name="reset")
+    @app_commands.describe(scope="The server's model (default) or this channel's override")
+    async def model_reset(self, interaction: discord.Interaction, scope: Scope = Scope.GUILD) -> None:
+        """Go back to the default model, or remove this channel's override."""
+        require_persona_permission(interaction, scope)
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        removed = await self.store.reset(interaction.guild_id, scope, interaction.channel_id)
+        if scope is Scope.GUILD:
+            text = f"This server now uses the default model (**{self.store.registry.default.option.title}**)."
+        else:
+            text = "This channel now follows the server's model." if removed else "This channel had no override."
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def setup(bot: ChatBot) -> None:
+    await bot.add_cog(Models(bot))
