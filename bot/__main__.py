@@ -113,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN: check the token in the developer portal.", file=sys.stderr)
         return 1
+    except discord.PrivilegedIntentsRequired:
+        print(
+            "Discord refused the Message Content intent ([discord] message_content = true): enable it in the "
+            "developer portal (Bot > Privileged Gateway Intents) or set message_content = false.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

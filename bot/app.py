@@ -25,7 +25,7 @@ from cogs.utils.text import bounded
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.chat", "cogs.persona", "cogs.model", "cogs.usage", "cogs.voice", "cogs.spoken")
+EXTENSIONS = ("cogs.chat", "cogs.threads", "cogs.persona", "cogs.model", "cogs.usage", "cogs.voice", "cogs.spoken")
 # Mentions and DMs carry their content without the privileged Message Content intent.
 INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True)
 

@@ -26,6 +26,7 @@ from bot.llm import ChatModel, Finish, Usage
 from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
 from bot.sanitize import clean_text
+from bot.threads import BotThreads
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
 from bot.usage import UsageStore, day_key
 
@@ -43,6 +44,7 @@ class ChatRequest:
     parent_id: int | None = None  # a thread's parent channel (for the persona and the model)
     spoken: bool = False
     claim: bool = True  # False when the caller already claimed the message (voice claims early)
+    bot_thread: bool = False  # a thread the bot opened with /chat: the turn keeps it known as such
 
     def cleaned(self) -> ChatRequest:
         """The request with every text from Discord made encodable (see bot.sanitize)."""
@@ -105,6 +107,7 @@ class ChatService:
         personas: PersonaStore,
         usage: UsageStore,
         limits: Limits,
+        threads: BotThreads | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         observe_redis: Callable[[float], None] | None = None,
     ) -> None:
@@ -115,6 +118,7 @@ class ChatService:
         self.personas = personas
         self.usage = usage
         self.limits = limits
+        self.threads = threads
         self.clock = clock
         self.observe_redis = observe_redis  # each turn round trip's duration, for metrics
         self.locks = ConversationLocks()
@@ -239,6 +243,8 @@ class ChatService:
                 usage=usage,
             )
         )
+        if request.bot_thread and self.threads is not None:
+            batch.add(self.threads.queue_refresh(request.conversation_id))
         await batch.execute()
 
     async def forget(self, conversation_id: int) -> int:

@@ -33,6 +33,10 @@ class Keys:
         """Present while a thread is one the bot opened with /chat (value: the id of who opened it)."""
         return f"{self.prefix}:thread:{{{thread_id}}}"
 
+    def chat_slowmode(self, channel_id: int, user_id: int) -> str:
+        """Present while a user may not open another /chat thread in a slowmode channel."""
+        return f"{self.prefix}:slowmode:{{{channel_id}}}:{user_id}"
+
     def guild_usage(self, guild_id: int | None, day: str) -> str:
         """Hash of one guild's usage on one UTC day (DMs count under "dm"); fields per model."""
         return f"{self.prefix}:usage:guild:{{{guild_id if guild_id is not None else 'dm'}}}:{day}"

@@ -25,6 +25,7 @@ from bot.personas import PersonaStore
 from bot.speech import Speaker
 from bot.speech_prefs import SpokenReplyPrefs
 from bot.storage import open_redis
+from bot.threads import BotThreads
 from bot.tokens import TokenCounter, load_encoding
 from bot.transcription import Transcriber
 from bot.usage import UsageStore
@@ -48,6 +49,7 @@ class Services:
     speaker: Speaker
     spoken_prefs: SpokenReplyPrefs
     models: ModelChoices
+    threads: BotThreads
     clients: Mapping[str, openai.AsyncOpenAI] = field(default_factory=dict)  # provider name -> its client
 
 
@@ -164,6 +166,7 @@ def build_services(
     personas = PersonaStore(redis, keys, settings.personas)
     usage = UsageStore(redis, keys, settings.usage)
     limits = Limits(redis, keys, settings.limits)
+    threads = BotThreads(redis, keys, ttl_days=settings.history.ttl_days)
     chat = ChatService(
         redis=redis,
         history=history,
@@ -172,6 +175,7 @@ def build_services(
         personas=personas,
         usage=usage,
         limits=limits,
+        threads=threads,
         **({"clock": clock} if clock else {}),
         observe_redis=metrics.redis_latency,
     )
@@ -201,5 +205,6 @@ def build_services(
         speaker,
         SpokenReplyPrefs(redis, keys),
         models,
+        threads,
         clients,
     )

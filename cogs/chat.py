@@ -103,15 +103,33 @@ class Chat(commands.Cog):
         # Voice messages and audio files belong to cogs/voice.py, which answers them once transcribed.
         if audio_attachment(message) is not None or not self.is_addressed(message):
             return
+        await self.respond(message, bot_thread=await self.in_bot_thread(message))
+
+    async def in_bot_thread(self, message: discord.Message) -> bool:
+        """Is this message in a thread the bot opened with /chat? (Redis knows, across restarts and
+        processes; only threads the bot owns are looked up.)"""
+        channel, me = message.channel, self.bot.user
+        if not isinstance(channel, discord.Thread) or me is None or channel.owner_id != me.id:
+            return False
         try:
-            await self.handle(message)
+            return await self.bot.services.threads.is_ours(channel.id)
+        except BotError as exc:  # storage down: the turn itself will say so
+            log.warning("Could not look up thread %s: %s", channel.id, exc)
+            return False
+
+    async def respond(self, message: discord.Message, *, bot_thread: bool = False) -> None:
+        """Answer a message that is for the bot: a mention, a reply, a DM, or (``bot_thread``) any
+        message in one of its own /chat threads."""
+        try:
+            await self.handle(message, bot_thread=bot_thread)
         except discord.HTTPException as exc:
             # E.g. no permission to send here: there is no one to tell, and nothing was stored (a turn
             # writes its history only once its answer has streamed out).
             log.warning("Could not answer in channel %s: %s", message.channel.id, exc)
 
-    async def handle(self, message: discord.Message) -> None:
-        """Answer an addressed message exactly once: a turn, or one reply that starts none."""
+    async def handle(self, message: discord.Message, *, bot_thread: bool = False) -> None:
+        """Answer an addressed message exactly once: a turn, or one reply that starts none. In the
+        bot's own threads a message with nothing to read gets no hint: it may not be for the bot."""
         if not await self.access.allows(message):
             if message.guild is None:  # a DM deserves to know why; in servers the bot simply stays out
                 await self.reply_once(message, DM_REFUSED)
@@ -136,8 +154,9 @@ class Chat(commands.Cog):
         text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
         note = f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None
         if text:
-            await answer(self.bot, message, self.chat_request(message, text, claim=not claimed), note=note)
-        else:
+            request = self.chat_request(message, text, claim=not claimed, bot_thread=bot_thread)
+            await answer(self.bot, message, request, note=note)
+        elif note or not bot_thread:
             await self.reply_once(message, note or EMPTY_MENTION_HINT, claimed=claimed)
 
     async def claim(self, message: discord.Message) -> bool:
@@ -160,7 +179,9 @@ class Chat(commands.Cog):
         if claimed or await self.claim(message):
             await message.reply(bounded(text), mention_author=False)
 
-    def chat_request(self, message: discord.Message, text: str, *, claim: bool = True) -> ChatRequest:
+    def chat_request(
+        self, message: discord.Message, text: str, *, claim: bool = True, bot_thread: bool = False
+    ) -> ChatRequest:
         me = message.guild.me if message.guild else self.bot.user
         assert me is not None
         return ChatRequest(
@@ -174,16 +195,26 @@ class Chat(commands.Cog):
             guild_name=message.guild.name if message.guild else None,
             parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
             claim=claim,
+            bot_thread=bot_thread,
         )
+
+    async def _started_by(self, channel: object, user_id: int) -> bool:
+        """Is this a thread the user started, themselves or with /chat (then the bot owns it)?"""
+        if not isinstance(channel, discord.Thread):
+            return False
+        if channel.owner_id == user_id:
+            return True
+        me = self.bot.user
+        if me is None or channel.owner_id != me.id:
+            return False
+        return await self.bot.services.threads.opened_by(channel.id) == user_id
 
     @app_commands.command(name="forget")
     async def forget(self, interaction: discord.Interaction) -> None:
         """Clear this conversation's history (channel, thread or DM)."""
         channel = interaction.channel
-        if interaction.guild_id is not None:
-            own_thread = isinstance(channel, discord.Thread) and channel.owner_id == interaction.user.id
-            if not own_thread:
-                require(interaction, "manage_messages")
+        if interaction.guild_id is not None and not await self._started_by(channel, interaction.user.id):
+            require(interaction, "manage_messages")
         assert interaction.channel_id is not None
         # Waits for an answer still being written in this conversation: acknowledge first.
         await interaction.response.defer(thinking=True)

@@ -26,6 +26,7 @@ MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 MANAGE_MESSAGES = 1 << 13
 SEND_MESSAGES = 1 << 11
+CREATE_PUBLIC_THREADS = 1 << 35
 
 
 DEFERRED = 5  # interaction callback type: "thinking…", a follow-up comes later

@@ -32,16 +32,19 @@ class Access:
 
     async def allows(self, message: discord.Message) -> bool:
         """May the bot answer this message's author here?"""
-        if message.guild is None:
-            return await self._allows_dm(message.author)
-        if not self.allows_guild(message.guild.id):
+        return await self.allows_in(message.guild, message.channel, message.author)
+
+    async def allows_in(self, guild: discord.Guild | None, channel: object, user: discord.abc.User) -> bool:
+        """May the bot answer ``user`` in ``channel`` (a message's or an interaction's)?"""
+        if guild is None:
+            return await self._allows_dm(user)
+        if not self.allows_guild(guild.id):
             return False
-        channel = message.channel
-        channel_ids = {channel.id, getattr(channel, "parent_id", None)}
+        channel_ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
         if self.settings.channels and not channel_ids & set(self.settings.channels):
             return False
         if self.settings.roles:
-            roles = {role.id for role in getattr(message.author, "roles", ())}
+            roles = {role.id for role in getattr(user, "roles", ())}
             return bool(roles & set(self.settings.roles))
         return True
 

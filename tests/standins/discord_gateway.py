@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .discord_world import World, shard_of
+from .discord_world import GATEWAY_MESSAGE_CONTENT, GATEWAY_MESSAGE_CONTENT_LIMITED, World, shard_of
 
 log = logging.getLogger("standin.discord.gateway")
 
@@ -87,12 +87,20 @@ class Session:
 
 
 class Gateway:
-    def __init__(self, world: World, token: Callable[[], str], resume_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        world: World,
+        token: Callable[[], str],
+        resume_url: Callable[[], str],
+        application_flags: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.world = world
         self._token = token
         self._resume_url = resume_url
+        self._application_flags = application_flags
         self.heartbeat_interval = 45_000
         self.enforce_message_content_intent = True
+        self.disallowed_intents = 0  # IDENTIFYs refused with 4014
         self.sessions: dict[str, Session] = {}
         self.live: dict[tuple[int, ...], Session] = {}  # (shard_id, shard_count) -> current session
         # Real Discord lets two processes with one token hold the same shard at once (each gets every
@@ -145,6 +153,12 @@ class Gateway:
         if data.get("token") != self._token():
             await conn.close(4004, b"Authentication failed.")
             return None
+        granted = self._application_flags() & (GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED)
+        if int(data.get("intents", 0)) & INTENT_MESSAGE_CONTENT and not granted:
+            # Discord: a privileged intent the portal has not enabled for the application.
+            self.disallowed_intents += 1
+            await conn.close(4014, b"Disallowed intent(s).")
+            return None
         shard_id, shard_count = data.get("shard") or (0, 1)
         session = Session(uuid.uuid4().hex, int(shard_id), int(shard_count), int(data.get("intents", 0)))
         old = self.live.get(session.live_key)
@@ -165,7 +179,7 @@ class Gateway:
             "session_id": session.session_id,
             "resume_gateway_url": self._resume_url(),
             "shard": [session.shard_id, session.shard_count],
-            "application": {"id": str(world.bot_id), "flags": 0},
+            "application": {"id": str(world.bot_id), "flags": self._application_flags()},
             "private_channels": [],
             "relationships": [],
             "user_settings": {},

@@ -15,7 +15,7 @@ from aiohttp import web
 from .discord_messages import BotMessages, Result, error
 from .discord_recorder import RecordedRequest, mention_violation, rate_limit_headers
 from .discord_voice import CANNOT_SEND_VOICE_MESSAGES, IS_VOICE_MESSAGE, voice_message_problem
-from .discord_world import THREAD_TYPES, Permission, World
+from .discord_world import ARCHIVE_DURATIONS, THREAD_PARENT_TYPES, THREAD_TYPES, Permission, World
 
 if TYPE_CHECKING:
     from .discord_standin import DiscordStandin
@@ -24,6 +24,11 @@ log = logging.getLogger("standin.discord.rest")
 
 API = "/api/v10"
 Handler = Callable[[web.Request, RecordedRequest, Any, list[dict[str, Any]]], Awaitable[Result]]
+
+
+def form_error(field: str, message: str) -> Result:
+    """Discord's 400 Invalid Form Body naming the field."""
+    return error(400, 50035, "Invalid Form Body", {field: {"_errors": [{"code": "INVALID", "message": message}]}})
 
 
 def json_response(status: int, body: Any, headers: dict[str, str]) -> web.Response:
@@ -210,7 +215,7 @@ class RestApi:
             "owner": self.s.owner,
             "team": None,
             "verify_key": "0" * 64,
-            "flags": 0,
+            "flags": self.s.application_flags,
             "hook": True,
             "bot": world.bot_user,
             "tags": [],
@@ -298,6 +303,10 @@ class RestApi:
             refused = self._refuse_voice_message(int(channel["id"]), perms, payload, files)
             if refused is not None:
                 return refused
+        metadata = channel.get("thread_metadata") or {}
+        if metadata.get("locked") and not perms & Permission.MANAGE_THREADS:
+            return error(400, 50083, "Thread is locked")  # an archived, locked thread stays shut
+        self.world.unarchive_for_message(int(channel["id"]))
         return self.messages.create(int(channel["id"]), payload, files)
 
     def _refuse_voice_message(
@@ -338,13 +347,48 @@ class RestApi:
         return 204, None
 
     async def create_thread(self, request: web.Request, rec: RecordedRequest, body: Any, files: list) -> Result:
+        """Start Thread from Message / without Message, with Discord's checks."""
         channel = self._channel(request)
-        if channel is None or "guild_id" not in channel:
+        if channel is None:
             return error(404, 10003, "Unknown Channel")
+        if channel["type"] not in THREAD_PARENT_TYPES:
+            return error(400, 50024, "Cannot execute action on this channel type")
+        payload = body if isinstance(body, dict) else {}
         mid = request.match_info.get("message_id")
+        if mid is not None:  # from a message: always public (or an announcement thread)
+            message = self._message(request)
+            if message is None:
+                return error(404, 10008, "Unknown Message")
+            if int(mid) in self.world.channels:
+                return error(400, 160004, "A thread has already been created for this message")
+            thread_type = 10 if channel["type"] == 5 else 11
+        else:  # without a message: the type defaults to a private thread in API v10
+            thread_type = payload.get("type", 12)
+            if thread_type not in THREAD_TYPES:
+                return form_error("type", "Value must be one of {10, 11, 12}.")
+        name = payload.get("name")
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or len(name) > 100:
+            return form_error("name", "Must be between 1 and 100 in length.")
+        duration = payload.get("auto_archive_duration") or 4320
+        if duration not in ARCHIVE_DURATIONS:
+            return form_error("auto_archive_duration", "Value must be one of {60, 1440, 4320, 10080}.")
+        slowmode = payload.get("rate_limit_per_user") or 0
+        if not isinstance(slowmode, int) or not 0 <= slowmode <= 21_600:
+            return form_error("rate_limit_per_user", "int value should be less than or equal to 21600.")
+        needed = Permission.CREATE_PRIVATE_THREADS if thread_type == 12 else Permission.CREATE_PUBLIC_THREADS
+        perms = self.world.channel_permissions(int(channel["id"]), self.world.bot_id)
+        if not perms & Permission.VIEW_CHANNEL or not perms & needed:
+            return error(403, 50013, "Missing Permissions")
         thread = self.world.add_thread(
-            int(channel["id"]), (body or {}).get("name", "thread"), thread_id=int(mid) if mid else None
+            int(channel["id"]),
+            name,
+            thread_id=int(mid) if mid else None,
+            thread_type=thread_type,
+            auto_archive_duration=duration,
+            rate_limit_per_user=slowmode,
         )
+        if mid is not None:
+            self.world.messages[int(mid)]["thread"] = thread
         return 201, thread
 
     # ---- application commands ----------------------------------------------------------------

@@ -44,6 +44,11 @@ capped at 2000 characters (400, code 50035) and a bot message's ``mentions`` lis
 allowed_mentions let it ping.
 Guild messages reach a bot without the MESSAGE_CONTENT intent with blank content unless they
 mention it (as on Discord); set ``dc.gateway.enforce_message_content_intent = False`` to disable.
+Asking for that intent needs it granted in ``dc.application_flags`` (else close code 4014). Threads:
+POST /channels/{id}/threads and /channels/{id}/messages/{id}/threads check Discord's rules (channel
+type, name 1-100, archive durations, the bot's Create Public/Private Threads permission, one thread
+per message) and dispatch THREAD_CREATE; ``dc.archive_thread(id)`` archives one, and a message sent
+in an archived, unlocked thread unarchives it first (THREAD_UPDATE); a locked one refuses the bot.
 """
 
 from __future__ import annotations
@@ -97,12 +102,15 @@ class DiscordStandin:
         self.recorder = Recorder()
         self.faults = Faults()
         self.interactions = InteractionRegistry()
-        self.gateway = Gateway(self.world, lambda: self.token, lambda: self.gateway_url)
+        self.gateway = Gateway(self.world, lambda: self.token, lambda: self.gateway_url, lambda: self.application_flags)
         self.gateway.heartbeat_interval = heartbeat_interval
         self.world.emit = lambda event, data, guild_id: self.gateway.route(event, data, guild_id=guild_id)
         self.rest = RestApi(self)
         self.webhooks = WebhookApi(self)
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None = global) -> commands
+        # GET /applications/@me "flags": which privileged intents the portal grants. A bot identifying
+        # with an intent not granted here is disconnected with 4014, as on Discord.
+        self.application_flags = 0
         self.mention_violations: list[str] = []
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []  # stand-in handler crashes (answered 503)
@@ -185,6 +193,16 @@ class DiscordStandin:
     def add_thread(self, parent_channel_id: int, name: str, *, owner_id: int | None = None) -> dict[str, Any]:
         return self.world.add_thread(parent_channel_id, name, owner_id=owner_id)
 
+    def archive_thread(self, thread_id: int, *, locked: bool = False) -> dict[str, Any]:
+        """Discord archives an idle thread: THREAD_UPDATE (archived). A later message unarchives it."""
+        return self.world.set_archived(thread_id, True, locked=locked)
+
+    def set_slowmode(self, channel_id: int, seconds: int) -> None:
+        """A channel's slowmode (``rate_limit_per_user``): CHANNEL_UPDATE."""
+        channel = self.world.channels[channel_id]
+        channel["rate_limit_per_user"] = seconds
+        self.world.emit("CHANNEL_UPDATE", channel, self.world.guild_of(channel_id))
+
     def open_dm(self, user: UserRef) -> dict[str, Any]:
         return self.world.open_dm(user)
 
@@ -258,6 +276,7 @@ class DiscordStandin:
             flags=flags,
             message_id=message_id,
         )
+        self.world.unarchive_for_message(channel_id)
         self.world.store_message(msg)
         self.gateway.route("MESSAGE_CREATE", msg, guild_id=self.world.guild_of(channel_id))
         return msg

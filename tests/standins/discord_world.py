@@ -42,6 +42,7 @@ class Permission(enum.IntFlag):
     USE_APPLICATION_COMMANDS = 1 << 31
     MANAGE_THREADS = 1 << 34
     CREATE_PUBLIC_THREADS = 1 << 35
+    CREATE_PRIVATE_THREADS = 1 << 36
     SEND_MESSAGES_IN_THREADS = 1 << 38
     SEND_VOICE_MESSAGES = 1 << 46
 
@@ -59,10 +60,16 @@ DEFAULT_PERMISSIONS = int(
     | Permission.CHANGE_NICKNAME
     | Permission.USE_APPLICATION_COMMANDS
     | Permission.CREATE_PUBLIC_THREADS
+    | Permission.CREATE_PRIVATE_THREADS
     | Permission.SEND_MESSAGES_IN_THREADS
     | Permission.SEND_VOICE_MESSAGES
 )
 THREAD_TYPES = frozenset({10, 11, 12})
+THREAD_PARENT_TYPES = frozenset({0, 5})  # text and announcement channels hold threads started by REST
+ARCHIVE_DURATIONS = frozenset({60, 1440, 4320, 10080})  # minutes, the only values Discord accepts
+# Application flags: the privileged intents the portal grants (the _LIMITED ones: apps under review size).
+GATEWAY_MESSAGE_CONTENT = 1 << 18
+GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
 
 
 class Snowflakes:
@@ -291,6 +298,9 @@ class World:
         *,
         owner_id: int | None = None,
         thread_id: int | None = None,
+        thread_type: int = 11,
+        auto_archive_duration: int = 1440,
+        rate_limit_per_user: int = 0,
     ) -> dict[str, Any]:
         parent = self.channels[parent_channel_id]
         guild_id = int(parent["guild_id"])
@@ -298,13 +308,13 @@ class World:
         stamp = now_iso()
         thread = {
             "id": str(tid),
-            "type": 11,
+            "type": thread_type,
             "guild_id": str(guild_id),
             "parent_id": str(parent_channel_id),
             "owner_id": str(owner_id or self.bot_id),
             "name": name,
             "last_message_id": None,
-            "rate_limit_per_user": 0,
+            "rate_limit_per_user": rate_limit_per_user,
             "message_count": 0,
             "member_count": 1,
             "total_message_sent": 0,
@@ -312,7 +322,7 @@ class World:
             "applied_tags": [],
             "thread_metadata": {
                 "archived": False,
-                "auto_archive_duration": 1440,
+                "auto_archive_duration": auto_archive_duration,
                 "archive_timestamp": stamp,
                 "locked": False,
                 "create_timestamp": stamp,
@@ -323,6 +333,22 @@ class World:
         self.guilds[guild_id].thread_ids.append(tid)
         self.emit("THREAD_CREATE", {**thread, "newly_created": True}, guild_id)
         return thread
+
+    def set_archived(self, thread_id: int, archived: bool, *, locked: bool = False) -> dict[str, Any]:
+        """Archive (or unarchive) a thread: THREAD_UPDATE, as Discord sends when it auto-archives one
+        or when a message unarchives it."""
+        thread = self.channels[thread_id]
+        metadata = thread["thread_metadata"]
+        metadata.update(archived=archived, locked=locked and archived, archive_timestamp=now_iso())
+        guild_id = int(thread["guild_id"])
+        self.emit("THREAD_UPDATE", thread, guild_id)
+        return thread
+
+    def unarchive_for_message(self, channel_id: int) -> None:
+        """A message sent in an archived (unlocked) thread unarchives it first, as on Discord."""
+        channel = self.channels.get(channel_id)
+        if channel is not None and channel.get("thread_metadata", {}).get("archived"):
+            self.set_archived(channel_id, False)
 
     def open_dm(self, user: dict[str, Any] | int) -> dict[str, Any]:
         uid = as_id(user)
