@@ -29,15 +29,16 @@ from bot.storage import open_redis
 
 CHECK_TIMEOUT_S = 15.0
 SCOPES = ("bot", "applications.commands")
-# What the bot does in a channel: read it, answer (also in threads), see what it replies to, and
-# answer voice messages with voice messages. Voice messages need no Attach Files, and it sends no
-# other files, so that is not asked for.
+# What the bot does in a channel: read it, answer (also in threads), see what it replies to, answer
+# voice messages with voice messages, and open a thread for /chat. Voice messages need no Attach
+# Files, and it sends no other files, so that is not asked for.
 PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
     send_messages_in_threads=True,
     read_message_history=True,
     send_voice_messages=True,
+    create_public_threads=True,
 )
 # Privileged intents and the application flags that grant them (either the full or the "limited" flag).
 PRIVILEGED = {
@@ -141,7 +142,10 @@ async def check_discord(settings: Settings, report: Report) -> str:
     name = f"{client.user} (id {client.user.id})"
     url = discord.utils.oauth_url(app.id, permissions=PERMISSIONS, scopes=SCOPES)
     report.note("", "invite", url)
-    report.note(*intents_line(app.flags, intents_for(settings)))
+    status, check, text = intents_line(app.flags, intents_for(settings))
+    if status == "WARN":  # Discord would refuse the gateway connection (4014): the bot cannot run
+        raise CheckFailed(f"logged in as {name}, but {text}")
+    report.note(status, check, text)
     return f"logged in as {name}"
 
 

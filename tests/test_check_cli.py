@@ -15,7 +15,7 @@ from tests.standins.model_server import ModelServer
 
 INVITE = re.compile(
     r"https://discord\.com/oauth2/authorize\?client_id=(\d+)&scope=bot\+applications\.commands"
-    r"&permissions=70643622153216$"
+    r"&permissions=70677981891584$"
 )
 
 

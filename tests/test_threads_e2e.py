@@ -230,3 +230,39 @@ async def test_an_opening_message_over_the_limit_is_refused(chat_bot, world) -> 
         reply = await chat.command("chat", options={"message": "x" * 1_801}, permissions=CREATE_PUBLIC_THREADS)
         assert reply.ephemeral and reply.content == "`message` must be between 1 and 1800 characters long."
         assert not [r for r in chat.dc.requests if r.route == "create_thread"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "flags", "status", "expected"),
+    [
+        ("false", 0, "", "no privileged intent needed (the portal grants: none)"),
+        ("true", GATEWAY_MESSAGE_CONTENT_LIMITED, "", "the portal grants message_content, which the bot asks for"),
+        ("true", 0, "FAIL", "the bot asks for message_content but the portal does not grant it"),
+    ],
+)
+async def test_check_reports_whether_the_application_has_the_intent(
+    tmp_path, discord_standin, model_server, redis_url, setting, flags, status, expected
+) -> None:
+    import asyncio
+
+    from tests.harness import bot_env, start_bot_process, write_config
+
+    discord_standin.application_flags = flags
+    config = write_config(tmp_path, "check-intent")
+    config.write_text(
+        config.read_text(encoding="utf-8") + f"\n[voice]\nenabled = false\n\n[discord]\nmessage_content = {setting}\n",
+        encoding="utf-8",
+    )
+    process = await start_bot_process(
+        "check", "--config", str(config), env=bot_env(discord_standin, model_server, redis_url)
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    lines = output.decode().splitlines()
+    if status == "FAIL":  # Discord would refuse the bot's connection (4014): it cannot run like this
+        [line] = [text for text in lines if text.startswith("FAIL  discord")]
+        assert expected in line and "enable it under Bot > Privileged Gateway Intents" in line, line
+        assert process.returncode == 1
+    else:
+        [line] = [text for text in lines if " intents " in text]
+        assert expected in line, line
+        assert process.returncode == 0, "\n".join(lines)
