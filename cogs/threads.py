@@ -32,6 +32,7 @@ NO_THREADS_HERE = (
     "I can't open a thread here: I need the View Channel, Create Public Threads and Send Messages in "
     "Threads permissions in this channel."
 )
+COULD_NOT_OPEN = "Discord didn't let me open the thread just now. Please try again in a moment."
 YOU_CANT = "You need the Create Public Threads permission in this channel to start a chat."
 TEXT_CHANNELS_ONLY = "Use /chat in a server's text channel: I open the thread there."
 NOT_ENABLED = "I'm not enabled in this channel."
@@ -97,6 +98,8 @@ class Threads(commands.Cog):
             )
         except discord.Forbidden:
             raise BotError("thread creation forbidden", user_message=NO_THREADS_HERE) from None
+        except discord.HTTPException as exc:
+            raise BotError(f"thread creation failed: {exc}", user_message=COULD_NOT_OPEN) from exc
         await self.bot.services.threads.remember(thread.id, interaction.user.id)
         hint = "" if self.bot.settings.discord.message_content else f"\n{MENTION_TO_CONTINUE}"
         await interaction.followup.send(f"Let's talk in {thread.mention}.{hint}", ephemeral=True)

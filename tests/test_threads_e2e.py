@@ -266,3 +266,20 @@ async def test_check_reports_whether_the_application_has_the_intent(
         [line] = [text for text in lines if " intents " in text]
         assert expected in line, line
         assert process.returncode == 0, "\n".join(lines)
+
+
+async def test_chat_outside_the_access_lists_is_refused(chat_bot, world) -> None:
+    async with chat_bot(access={"channels": (world.channel_id + 1,)}) as chat:
+        reply = await chat.command("chat", options={"message": "hi"}, permissions=CREATE_PUBLIC_THREADS)
+        assert reply.ephemeral and reply.content == "I'm not enabled in this channel."
+        assert not [r for r in chat.dc.requests if r.route == "create_thread"]
+
+
+async def test_discord_failing_to_create_the_thread_is_one_sentence(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        chat.dc.fail("POST", "create_thread", 400, {"message": "Invalid Form Body", "code": 50035})
+        reply = await chat.command("chat", options={"message": "hi"}, permissions=CREATE_PUBLIC_THREADS)
+        assert reply.ephemeral and reply.content == (
+            "Discord didn't let me open the thread just now. Please try again in a moment."
+        )
+        assert chat.model.requests == []
