@@ -24,6 +24,7 @@ log = logging.getLogger("bot")
 
 EXIT_CONFIG_ERROR = 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_GRACE_S = 5.0
 T = TypeVar("T")
 
 COMMANDS = {
@@ -54,8 +55,8 @@ def parser() -> argparse.ArgumentParser:
 
 async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
     """Run ``command``; SIGINT or SIGTERM cancel it, so every ``async with`` in it unwinds (the bot
-    closes, the embedded Redis stops) whatever the moment, start-up included. Returns None when stopped
-    that way."""
+    closes, the embedded Redis stops) whatever the moment, start-up included, within seconds. Returns
+    None when stopped that way."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -63,6 +64,11 @@ async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
 
     def stop() -> None:
         nonlocal signalled
+        if not signalled:
+            # Unwinding that hangs (discord.py waiting on a gateway that stopped answering its close
+            # handshake) is cancelled again after a grace period; the embedded Redis still stops, in its
+            # thread, which asyncio.run waits for. A second signal cuts it short at once.
+            loop.call_later(STOP_GRACE_S, task.cancel)
         signalled = True
         task.cancel()
 

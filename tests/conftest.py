@@ -48,6 +48,15 @@ def no_redis_server_outlives_the_session(tmp_path_factory: pytest.TempPathFactor
         pytest.fail(f"{len(leftovers)} Redis server(s) started by this run outlived it (now killed):\n{listed}")
 
 
+@pytest.fixture(autouse=True)
+def stray_bot_processes() -> Iterator[None]:
+    """After each test, stop the bot processes it started and left running (a timeout, a failure)."""
+    yield
+    from tests.harness import stop_stray_bot_processes
+
+    stop_stray_bot_processes()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """REDIS_URL when set, else one embedded server for the whole session."""

@@ -7,8 +7,12 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,9 +193,98 @@ def bot_env(dc: DiscordStandin, model: ModelServer, redis_url: str | None) -> di
     return env | ({"REDIS_URL": redis_url} if redis_url else {})
 
 
-async def start_bot_process(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """``python -m bot *args`` with its output (stdout and stderr together) piped."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+# Every bot process a test starts; the ``stray_bot_processes`` fixture (conftest) stops those still
+# running after the test, whatever ended it: a failure, or pytest-timeout interrupting the event loop
+# (the test's own ``finally`` cannot await then).
+_started: list[BotProcess] = []
+STOP_TIMEOUT_S = 15.0  # the bot gives a hung close 5 s (bot/__main__.py STOP_GRACE_S)
+
+
+class BotProcess:
+    """A ``python -m bot`` process, with the part of asyncio's Process API the tests use.
+
+    It is a plain ``subprocess.Popen``, not an asyncio subprocess: asyncio SIGKILLs its children when
+    their loop closes (as after a pytest-timeout), which would leave the bot's embedded Redis running.
+    Its output (stdout and stderr together) goes to a file, not a pipe, so a bot nobody reads from
+    can never block on a full pipe. ``communicate()`` returns ``(output, None)``."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], output: Path) -> None:
+        self._popen = popen
+        self.output_path = output
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def send_signal(self, sig: int) -> None:
+        self._popen.send_signal(sig)
+
+    def terminate(self) -> None:
+        self._popen.terminate()
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    async def wait(self) -> int:
+        # Polled: a Popen offers no event, and a thread blocked in wait() would hold up the loop's closing.
+        while (code := self._popen.poll()) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return code
+
+    async def communicate(self) -> tuple[bytes, None]:
+        """Wait for it to exit; its whole output."""
+        await self.wait()
+        return self.output(), None
+
+    def output(self) -> bytes:
+        """What it has written so far."""
+        return self.output_path.read_bytes()
+
+
+async def start_bot_process(*args: str, env: dict[str, str], python: Sequence[str] = ("-m", "bot")) -> BotProcess:
+    """``python -m bot *args`` (or ``python *python *args``), its output collected in a file."""
+    descriptor, name = tempfile.mkstemp(prefix="bot-output-", suffix=".log")
+
+    def spawn() -> subprocess.Popen[bytes]:
+        with os.fdopen(descriptor, "wb") as output:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                [sys.executable, *python, *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    started = BotProcess(await asyncio.to_thread(spawn), Path(name))
+    _started.append(started)
+    return started
+
+
+async def stop_bot_process(process: BotProcess) -> None:
+    """For a test's ``finally``: SIGTERM, so the bot also stops its embedded Redis; SIGKILL if it has
+    not exited within a bound."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+def stop_stray_bot_processes() -> list[int]:
+    """SIGTERM every bot process a test started that still runs (so it stops its embedded Redis), SIGKILL
+    past a bound; return their pids. Works without an event loop: the test's may be gone."""
+    stray = [process for process in _started if process.returncode is None]
+    _started.clear()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for process in stray:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(process.returncode is None for process in stray) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a process exiting has no event to wait on outside a loop
+    return [process.pid for process in stray]

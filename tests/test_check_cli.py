@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.embedded_redis import EmbeddedRedis
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
-from tests.harness import bot_env, start_bot_process, write_config
+from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
 from tests.standins.model_server import ModelServer
 
 INVITE = re.compile(
@@ -23,7 +23,10 @@ async def check(tmp_path: Path, env: dict[str, str], key_prefix: str = "check") 
     config = write_config(tmp_path, key_prefix)
     config.write_text(config.read_text(encoding="utf-8") + '\n[voice]\nmodel = "whisper-1"\n', encoding="utf-8")
     process = await start_bot_process("check", "--config", str(config), env=env)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        await stop_bot_process(process)
     text = output.decode()
     assert TEST_DISCORD_TOKEN not in text and TEST_API_KEY not in text and "wrong-" not in text, text
     assert "Traceback" not in text, text
@@ -113,6 +116,9 @@ async def test_a_separate_speech_server_is_checked_with_its_own_key(
 async def test_a_config_error_still_exits_2(tmp_path, discord_standin, model_server, redis_url) -> None:
     env = bot_env(discord_standin, model_server, redis_url) | {"SHARD_IDS": "0"}
     process = await start_bot_process("check", "--config", str(write_config(tmp_path, "x")), env=env)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await stop_bot_process(process)
     assert process.returncode == 2
     assert "config error: SHARD_IDS needs SHARD_COUNT" in output.decode()

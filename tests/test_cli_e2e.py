@@ -7,7 +7,7 @@ import asyncio
 import signal
 
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
-from tests.harness import MANAGE_CHANNELS, bot_env, start_bot_process, write_config
+from tests.harness import MANAGE_CHANNELS, bot_env, start_bot_process, stop_bot_process, write_config
 
 
 async def test_the_bot_process_answers_and_stops_cleanly_on_sigterm(
@@ -25,9 +25,7 @@ async def test_the_bot_process_answers_and_stops_cleanly_on_sigterm(
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), timeout=15)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_bot_process(process)
     log = output.decode()
     assert process.returncode == 0, log
     assert "Traceback" not in log
@@ -40,7 +38,10 @@ async def test_sync_publishes_the_slash_commands(
 ) -> None:
     env = bot_env(discord_standin, model_server, redis_url)
     process = await start_bot_process("sync", "--config", str(write_config(tmp_path, key_prefix)), env=env)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await stop_bot_process(process)
     assert process.returncode == 0, output.decode()
     [put] = [r for r in discord_standin.requests if r.route == "put_commands"]
     commands = {c["name"]: c for c in put.json}
@@ -58,7 +59,10 @@ async def test_sync_publishes_the_slash_commands(
 async def test_a_bad_token_exits_with_a_clear_message(tmp_path, discord_standin, model_server, redis_url, key_prefix):
     env = bot_env(discord_standin, model_server, redis_url) | {"DISCORD_TOKEN": "wrong-token"}
     process = await start_bot_process("--config", str(write_config(tmp_path, key_prefix)), env=env)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await stop_bot_process(process)
     assert process.returncode == 1
     assert "Discord rejected DISCORD_TOKEN" in output.decode()
     assert "Traceback" not in output.decode()

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import bot_env, start_bot_process, write_config
+from tests.harness import BotProcess, bot_env, start_bot_process, stop_bot_process, write_config
 from tests.standins.model_server import Reply
 
 SLOW_ANSWER = Reply("word " * 200, chunk_size=5, chunk_delay=0.02)  # about 4 s of streaming
 
 
-async def stop(process: asyncio.subprocess.Process, sig: int) -> str:
+async def stop(process: BotProcess, sig: int) -> str:
     if process.returncode is None:
         process.send_signal(sig)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
@@ -76,8 +76,6 @@ async def test_sigkill_mid_turn_leaves_no_half_history_and_no_duplicate(
         if embedded:
             assert embedded_server_pid(data_dir) is None, "a clean stop shuts the embedded server down"
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_bot_process(process)
         if orphan and embedded_server_pid(data_dir):
             os.kill(orphan, signal.SIGKILL)

@@ -19,7 +19,7 @@ import redis
 
 from bot.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedis, find_server_binary
 from bot.errors import ConfigError
-from tests.harness import ROOT, bot_env, start_bot_process, write_config
+from tests.harness import ROOT, bot_env, start_bot_process, stop_bot_process, write_config
 
 pytestmark = pytest.mark.skipif(find_server_binary() is None, reason="no redis-server or valkey-server binary")
 
@@ -156,16 +156,11 @@ runpy.run_module("bot", run_name="__main__", alter_sys=True)
 async def test_no_server_binary_is_one_line_naming_the_ways_out(tmp_path, discord_standin, model_server) -> None:
     env = bot_env(discord_standin, model_server, None) | {"PATH": str(tmp_path / "empty")}
     config = str(write_config(tmp_path, "unused"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WITHOUT_BUNDLED_SERVERS, "--config", config, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    process = await start_bot_process("--config", config, env=env, python=("-c", WITHOUT_BUNDLED_SERVERS))
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_bot_process(process)
     lines = output.decode().splitlines()
     assert process.returncode == 2, lines
     [line] = [text for text in lines if "config error" in text]
@@ -194,9 +189,7 @@ async def test_sigterm_during_start_up_stops_the_embedded_server(tmp_path, disco
             process.send_signal(signal.SIGTERM)
             output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await stop_bot_process(process)
     log = output.decode()
     assert process.returncode == 0, log
     assert "Traceback" not in log

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.conftest import TEST_DISCORD_TOKEN
-from tests.harness import MANAGE_GUILD, bot_env, start_bot_process, write_config
+from tests.harness import MANAGE_GUILD, bot_env, start_bot_process, stop_bot_process, write_config
 from tests.standins.discord_standin import DiscordStandin
 from tests.standins.model_server import ModelServer
 
@@ -33,9 +33,7 @@ async def bot_process(env: dict[str, str], config: str, shard_ids: str) -> Async
         output.append(out.decode())
         assert process.returncode == 0, output[0]
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_bot_process(process)
 
 
 async def mention(dc: DiscordStandin, channel_id: int, author: dict[str, Any], text: str) -> None:
