@@ -271,8 +271,7 @@ class Gateway:
         """Send one dispatch to every live session that should see it; returns how many got it."""
         if guild_id is None and shard_id is None and data.get("guild_id") is not None:
             guild_id = int(data["guild_id"])
-        full_json: str | None = None
-        stripped_json: str | None = None
+        encoded: dict[tuple[bool, bool], str] = {}  # by (message blanked, replied-to message blanked)
         delivered = 0
         for session in list(self.live.values()):
             if shard_id is not None and session.shard_id != shard_id:
@@ -285,16 +284,23 @@ class Gateway:
                 needed = INTENT_DIRECT_MESSAGES if guild_id is None else INTENT_GUILD_MESSAGES
                 if not session.intents & needed:
                     continue
-                if self._strip_content(session, data, guild_id):
-                    if stripped_json is None:
-                        stripped = {**data, "content": "", "embeds": [], "attachments": [], "components": []}
-                        stripped_json = json.dumps(stripped)
-                    session.emit(event, stripped_json)
-                    delivered += 1
-                    continue
-            if full_json is None:
-                full_json = json.dumps(data)
-            session.emit(event, full_json)
+                # The replied-to message follows the same rule as any message (its own mentions count).
+                referenced = data.get("referenced_message")
+                blanked = (
+                    self._strip_content(session, data, guild_id),
+                    isinstance(referenced, dict) and self._strip_content(session, referenced, guild_id),
+                )
+                if blanked not in encoded:
+                    visible = _blank(data) if blanked[0] else dict(data)
+                    if blanked[1]:
+                        visible["referenced_message"] = _blank(referenced)
+                    encoded[blanked] = json.dumps(visible)
+                session.emit(event, encoded[blanked])
+                delivered += 1
+                continue
+            if (False, False) not in encoded:
+                encoded[(False, False)] = json.dumps(data)
+            session.emit(event, encoded[(False, False)])
             delivered += 1
         return delivered
 
@@ -337,3 +343,8 @@ class Gateway:
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.close(1001, b"stand-in shutting down")
+
+
+def _blank(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as a bot without the Message Content intent receives it."""
+    return {**message, "content": "", "embeds": [], "attachments": [], "components": []}

@@ -3,13 +3,63 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from multidict import CIMultiDictProxy, MultiDictProxy
+from PIL import Image, UnidentifiedImageError
 
 from tests.standins.model_behaviours import Behaviour
+
+
+@dataclass(frozen=True)
+class RecordedImage:
+    """An ``image_url`` part of a chat message, decoded as a vision model would."""
+
+    message_index: int  # in the request's messages
+    part_index: int  # in that message's content parts (text parts count too: it gives the order)
+    mime: str  # from the data URL
+    format: str  # what Pillow found in the bytes
+    width: int
+    height: int
+    size: int  # decoded bytes
+    detail: str | None
+    data: bytes = field(repr=False, default=b"")
+
+
+class InvalidImage(ValueError):
+    """An image part OpenAI would refuse (400 invalid_image_url / image_parse_error)."""
+
+
+def image_parts(messages: list[dict[str, Any]]) -> list[RecordedImage]:
+    """Every image part of ``messages``, in order; raises InvalidImage for one a server could not read."""
+    found: list[RecordedImage] = []
+    for m_index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for p_index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else None
+            if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+                raise InvalidImage("image_url must be a base64 data URL here (the stand-in has no internet)")
+            mime, _, encoded = url.removeprefix("data:").partition(";base64,")
+            try:
+                data = base64.b64decode(encoded, validate=True)
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+                    fmt, width, height = image.format or "", image.width, image.height
+            except (binascii.Error, UnidentifiedImageError, OSError) as exc:
+                raise InvalidImage(f"could not decode an image: {exc}") from exc
+            detail = image_url.get("detail") if isinstance(image_url, dict) else None
+            found.append(RecordedImage(m_index, p_index, mime, fmt, width, height, len(data), detail, data))
+    return found
 
 
 @dataclass
@@ -37,6 +87,11 @@ class RecordedRequest:
     @property
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages") or [])
+
+    @property
+    def images(self) -> list[RecordedImage]:
+        """The image parts of every message, decoded, in order."""
+        return image_parts(self.messages)
 
     @property
     def stream(self) -> bool:

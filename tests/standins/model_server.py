@@ -39,7 +39,14 @@ from tests.standins.model_behaviours import (
     TranscriptionBehaviour,
     echo_responder,
 )
-from tests.standins.model_records import CountWaiter, RecordedRequest, RecordedTranscription
+from tests.standins.model_records import (
+    CountWaiter,
+    InvalidImage,
+    RecordedImage,
+    RecordedRequest,
+    RecordedTranscription,
+    image_parts,
+)
 from tests.standins.model_responses import (
     ChatResponder,
     ServerClosing,
@@ -56,6 +63,7 @@ __all__ = [
     "Garbage",
     "Malformed",
     "ModelServer",
+    "RecordedImage",
     "RecordedRequest",
     "RecordedTranscription",
     "Reply",
@@ -287,6 +295,11 @@ class ModelServer:
                 record.status = 404
                 message = f"The model `{record.model}` does not exist or you do not have access to it."
                 return error_response(Error(404, message=message), request_id)
+            try:
+                image_parts(record.messages)
+            except InvalidImage as exc:  # OpenAI answers 400 invalid_image_url before any scripted behaviour
+                record.status = 400
+                return error_response(Error(400, message=f"Invalid image: {exc}"), request_id)
             behaviour = self._chat_script.popleft() if self._chat_script else self.responder(record.body)
             record.behaviour = behaviour
             try:
