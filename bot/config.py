@@ -34,7 +34,7 @@ class ModelSettings:
     idle_timeout_s: float = 30.0  # longest silence allowed between two stream chunks
     connect_timeout_s: float = 5.0
     max_retries: int = 1
-    images: bool = True  # whether the model accepts images
+    images: bool = True  # False: a text-only model; image attachments are ignored with a note
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,28 @@ class HistorySettings:
     max_messages: int = 200
     ttl_days: float = 30.0
     cache_conversations: int = 1_000  # parsed windows kept in memory (LRU), validated against Redis
+
+
+class ImageDetail(enum.StrEnum):
+    """The vision API's ``detail``: ``low`` is a fixed 85 tokens at 512 px, ``high`` reads 512 px tiles."""
+
+    AUTO = "auto"
+    LOW = "low"
+    HIGH = "high"
+
+
+# OpenAI takes images of at most 20 MB each (before our downscaling, which shrinks them far below that).
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    enabled: bool = True  # False: image attachments are ignored with a note, as for a text-only model
+    max_per_message: int = 4
+    max_bytes: int = 10 * 1024 * 1024  # checked against the size Discord reports, before downloading
+    max_side: int = 1568  # longest side in pixels after downscaling
+    detail: ImageDetail = ImageDetail.AUTO
+    keep_in_history: int = 4  # newest images of a conversation kept (in Redis) for follow-up turns
 
 
 @dataclass(frozen=True)
@@ -246,6 +268,7 @@ class Secrets:
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
@@ -450,6 +473,7 @@ def _check_ranges(s: Settings, file: str) -> None:
     if not s.redis.key_prefix or any(c in s.redis.key_prefix for c in "{} "):
         raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
     _check_voice(s.voice, file)
+    _check_images(s.images, file)
     if not 0 <= s.health.port <= 65_535:
         raise ConfigError(f"{file}: health.port must be between 0 and 65535, got {s.health.port}")
 
@@ -469,6 +493,19 @@ def _check_voice(v: VoiceSettings, file: str) -> None:
     for key, value in {f"voice.{name}": value for name, value in timeouts.items()}.items():
         if value <= 0:
             raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
+
+
+def _check_images(i: ImageSettings, file: str) -> None:
+    if not 1 <= i.max_bytes <= MAX_IMAGE_BYTES:
+        raise ConfigError(
+            f"{file}: images.max_bytes must be between 1 and {MAX_IMAGE_BYTES} (20 MB), got {i.max_bytes}"
+        )
+    if not 1 <= i.max_per_message <= 10:  # Discord allows 10 attachments per message
+        raise ConfigError(f"{file}: images.max_per_message must be between 1 and 10, got {i.max_per_message}")
+    if not 64 <= i.max_side <= 8192:
+        raise ConfigError(f"{file}: images.max_side must be between 64 and 8192 pixels, got {i.max_side}")
+    if i.keep_in_history < 0:
+        raise ConfigError(f"{file}: images.keep_in_history must be 0 or more, got {i.keep_in_history}")
 
 
 def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:

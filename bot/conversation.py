@@ -14,20 +14,21 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from bot.batch import Batch
-from bot.errors import MessageTooLong
-from bot.history import HistoryStore, Turn, Window, api_name
+from bot.errors import ImagesNotRead
+from bot.history import HistoryStore, ImageRef, Turn, Window, api_name
+from bot.images import PreparedImage
 from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
 from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
+from bot.prompt import build_prompt
 from bot.sanitize import clean_text
 from bot.threads import BotThreads
-from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
+from bot.tokens import TokenCounter
 from bot.usage import UsageStore, day_key
 
 
@@ -45,6 +46,7 @@ class ChatRequest:
     spoken: bool = False
     claim: bool = True  # False when the caller already claimed the message (voice claims early)
     bot_thread: bool = False  # a thread the bot opened with /chat: the turn keeps it known as such
+    images: tuple[PreparedImage, ...] = ()  # sent after the text, in order (see bot.images)
 
     def cleaned(self) -> ChatRequest:
         """The request with every text from Discord made encodable (see bot.sanitize)."""
@@ -69,6 +71,7 @@ class TurnDone:
     text: str
     finish_reason: str
     usage: Usage
+    ignored_images: tuple[str, ...] = ()  # names of images the chosen model (text-only) was not shown
 
 
 class ConversationLocks:
@@ -110,6 +113,7 @@ class ChatService:
         threads: BotThreads | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         observe_redis: Callable[[float], None] | None = None,
+        image_detail: str = "auto",
     ) -> None:
         self.redis = redis
         self.history = history
@@ -121,6 +125,7 @@ class ChatService:
         self.threads = threads
         self.clock = clock
         self.observe_redis = observe_redis  # each turn round trip's duration, for metrics
+        self.image_detail = image_detail
         self.locks = ConversationLocks()
 
     @property
@@ -160,6 +165,7 @@ class ChatService:
             )
             chosen = batch.add(self.models.queue_active(request.guild_id, request.conversation_id, request.parent_id))
             read = batch.add(self.history.queue_read(request.conversation_id))
+            kept_images = batch.add(self.history.queue_images(request.conversation_id))
             await batch.execute()
             admitted()
             window = read.value
@@ -168,8 +174,23 @@ class ChatService:
             system_prompt = persona.value.render(
                 bot_name=request.bot_name, guild_name=request.guild_name, today=now.date()
             )
-            user_turn = self._user_turn(request, model)
-            messages, prompt_tokens = self._prompt(model, system_prompt, window, user_turn)
+            # A text-only model sees no image: stored ones as placeholders, new ones not at all.
+            sees_images = model.settings.images
+            ignored = () if sees_images else tuple(image.name for image in request.images)
+            if ignored and not request.text:
+                raise ImagesNotRead(ignored)
+            user_turn, new_images = self._user_turn(request, model, request.images if sees_images else ())
+            images = {**kept_images.value, **new_images} if sees_images else {}
+            messages, prompt_tokens = build_prompt(
+                settings=model.settings,
+                counter=model.counter,
+                margin=self.margin,
+                system_prompt=system_prompt,
+                window=window,
+                user_turn=user_turn,
+                images=images,
+                detail=self.image_detail,
+            )
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
@@ -184,39 +205,29 @@ class ChatService:
             # No usage from the server: estimate from the counts already known, so a long history is
             # not tokenised again (every message's count was taken once, when it was stored).
             usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
-            await self._finish(request, model, day, window, user_turn, text, usage)
-            yield TurnDone(text, finish.reason, usage)
+            await self._finish(request, model, day, window, user_turn, new_images, text, usage)
+            yield TurnDone(text, finish.reason, usage, ignored)
 
-    def _user_turn(self, request: ChatRequest, model: ServedModel) -> Turn:
+    def _user_turn(
+        self, request: ChatRequest, model: ServedModel, images: tuple[PreparedImage, ...]
+    ) -> tuple[Turn, dict[str, str]]:
+        """The new turn, and its images by id (id -> data URL)."""
         name = api_name(request.author_name, request.author_id)
-        return Turn(
+        refs = tuple(
+            ImageRef(f"{request.message_id}.{index}", image.name, image.tokens) for index, image in enumerate(images)
+        )
+        turn = Turn(
             role="user",
             content=request.text,
-            tokens=model.counter.message(request.text, name),
+            tokens=0,
             name=request.author_name,
             author_id=request.author_id,
             message_id=request.message_id,
             spoken=request.spoken,
+            images=refs,
         )
-
-    def _prompt(
-        self, model: ServedModel, system_prompt: str, window: Window, user_turn: Turn
-    ) -> tuple[list[dict[str, Any]], int]:
-        """System prompt, the newest stored turns that fit the model's window, the new message, and the
-        prompt's token count. Only the new message (and the system prompt) are tokenised here: stored
-        turns carry their counts (taken with the encoding of the model that answered then; the margin
-        absorbs the difference after a change of model)."""
-        system = {"role": "system", "content": system_prompt}
-        system_tokens = model.counter.message(system_prompt)
-        size = model.settings
-        budget = size.context_window - size.max_reply_tokens - self.margin - REPLY_PRIMING_TOKENS - system_tokens
-        if user_turn.tokens > budget:
-            raise MessageTooLong(user_turn.tokens, budget)
-        kept = fit_newest(window.tokens, budget - user_turn.tokens)
-        start = len(window.messages) - kept
-        history = window.messages[start:]
-        tokens = system_tokens + sum(window.tokens[start:]) + user_turn.tokens + REPLY_PRIMING_TOKENS
-        return [system, *history, user_turn.to_message()], tokens
+        turn = dataclasses.replace(turn, tokens=model.counter.message(turn.placeholder_text(), name))
+        return turn, {ref.id: image.data_url for ref, image in zip(refs, images, strict=True)}
 
     async def _finish(
         self,
@@ -225,15 +236,17 @@ class ChatService:
         day: str,
         window: Window,
         user_turn: Turn,
+        new_images: dict[str, str],
         text: str,
         usage: Usage,
     ) -> None:
-        """The one write round trip: the exchange (unless the answer is empty or only whitespace: the
-        user was told the model returned nothing) and the usage."""
+        """The one write round trip: the exchange with its images (unless the answer is empty or only
+        whitespace: the user was told the model returned nothing) and the usage."""
         batch = Batch(self.redis, observe=self.observe_redis)
         if text.strip():
             answer = Turn(role="assistant", content=text, tokens=model.counter.message(text))
-            batch.add(self.history.queue_append(request.conversation_id, window, (user_turn, answer)))
+            exchange = (user_turn, answer)
+            batch.add(self.history.queue_append(request.conversation_id, window, exchange, tuple(new_images.items())))
         batch.add(
             self.usage.queue_record(
                 guild_id=request.guild_id,

@@ -129,6 +129,16 @@ class DownloadFailed(BotError):
         super().__init__(detail, user_message=f"I couldn't download {names} from Discord. Please try again.")
 
 
+class ImagesNotRead(BotError):
+    """Only images, for a model that reads text only: nothing to ask it."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__(
+            f"{len(names)} image(s) for a text-only model", user_message=f"I can only read text, so I ignored {shown}."
+        )
+
+
 class AudioError(BotError):
     """Base for audio the bot will not (or cannot) transcribe; nothing is stored and no model is asked."""
 

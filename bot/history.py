@@ -5,6 +5,11 @@ Each conversation (channel, thread or DM) is a Redis list of JSON turns, oldest 
 rewritten by every write, lets this process keep parsed windows in a bounded cache: a read sends the
 cached token and Redis returns the list only when it changed, so a turn costs the same at 10 or 1,000
 stored turns.
+
+Images a user posted are kept apart from the turns (a turn names its images by id): the newest
+``images.keep_in_history`` of a conversation in a hash of data URLs under the same hash tag and TTL,
+written in the same script as their turn, so a turn and its images are stored together or not at all.
+A turn whose image was dropped since shows the placeholder ``[image: name]`` instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import secrets
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +47,45 @@ def api_name(display_name: str, author_id: int | None) -> str:
     return name or f"user_{author_id or 0}"
 
 
-# KEYS: turns, version. ARGV: version the window was read at ('' for none), new version, max turns,
-# ttl ms, then the new turns. Atomic, and all keys share the conversation's hash slot.
-# Returns 1 when the window it extends was still current (so the caller may cache the result).
+# KEYS: turns, version, images (hash id -> data URL), image order (list of ids). ARGV: version the
+# window was read at ('' for none), new version, max turns, ttl ms, images kept at most, number of new
+# images n, then n (id, data URL) pairs, then the new turns. Atomic, and all keys share the
+# conversation's hash slot. Returns 1 when the window it extends was still current (so the caller may
+# cache the result).
 APPEND_LUA = """
 local current = redis.call('GET', KEYS[2]) or ''
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+local n = tonumber(ARGV[6])
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[3], ARGV[7 + 2 * i], ARGV[8 + 2 * i])
+  redis.call('RPUSH', KEYS[4], ARGV[7 + 2 * i])
+end
+if n > 0 then
+  local keep = tonumber(ARGV[5])
+  while redis.call('LLEN', KEYS[4]) > keep do
+    redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
+  end
+end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 7 + 2 * n))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
 if current == ARGV[1] then return 1 end
 return 0
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image of a user turn: its id among the conversation's kept images, file name and tokens."""
+
+    id: str
+    name: str
+    tokens: int
+
+    def placeholder(self) -> str:
+        return f"[image: {self.name}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +97,9 @@ class Turn:
     author_id: int | None = None
     message_id: int | None = None
     spoken: bool = False  # transcribed from a voice message
+    # Images posted with the turn. ``tokens`` counts the text with each image's placeholder; an image
+    # still kept adds its own tokens (ImageRef.tokens) when it is sent.
+    images: tuple[ImageRef, ...] = ()
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"role": self.role, "content": self.content, "tokens": self.tokens}
@@ -73,30 +108,53 @@ class Turn:
                 data[key] = getattr(self, key)
         if self.spoken:
             data["spoken"] = True
+        if self.images:
+            data["images"] = [{"id": i.id, "name": i.name, "tokens": i.tokens} for i in self.images]
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Turn:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        if "images" in data:
+            data["images"] = tuple(ImageRef(**item) for item in data["images"])
+        return cls(**data)
 
-    def to_message(self) -> dict[str, Any]:
-        """The chat API message for this turn."""
+    def placeholder_text(self, kept: Mapping[str, str] | None = None) -> str:
+        """The text, then the placeholder of each image not in ``kept`` (id -> data URL)."""
+        missing = [i.placeholder() for i in self.images if not kept or i.id not in kept]
+        return "\n".join(part for part in (self.content, *missing) if part)
+
+    def to_message(self, kept: Mapping[str, str] | None = None, detail: str = "auto") -> dict[str, Any]:
+        """The chat API message for this turn. Its images still ``kept`` (id -> data URL) follow the
+        text as image parts; the others are named by their placeholder."""
+        content: str | list[dict[str, Any]] = self.placeholder_text(kept) if self.images else self.content
+        if kept and any(i.id in kept for i in self.images):
+            parts: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+            for image in self.images:
+                if image.id in kept:
+                    parts.append({"type": "image_url", "image_url": {"url": kept[image.id], "detail": detail}})
+            content = parts
         if self.role == "user" and self.name:
-            return {"role": "user", "content": self.content, "name": api_name(self.name, self.author_id)}
-        return {"role": self.role, "content": self.content}
+            return {"role": "user", "content": content, "name": api_name(self.name, self.author_id)}
+        return {"role": self.role, "content": content}
+
+    def image_tokens(self, images: Mapping[str, str]) -> int:
+        """The tokens this turn's kept images add to its text."""
+        return sum(i.tokens for i in self.images if i.id in images)
 
 
 class Window:
     """The stored turns of one conversation (oldest first), the version they were read at, and their
     API messages and token counts, built once so a turn never re-walks a long history in Python."""
 
-    __slots__ = ("messages", "tokens", "turns", "version")
+    __slots__ = ("image_turns", "messages", "tokens", "turns", "version")
 
     def __init__(self, turns: tuple[Turn, ...], version: str | None, messages: tuple[dict[str, Any], ...] = ()):
         self.turns = turns
         self.version = version
-        self.messages = messages or tuple(turn.to_message() for turn in turns)
+        self.messages = messages or tuple(turn.to_message() for turn in turns)  # images as placeholders
         self.tokens = [turn.tokens for turn in turns]
+        self.image_turns = tuple(i for i, turn in enumerate(turns) if turn.images)  # few: walked per prompt
 
     def extended(self, new: Sequence[Turn], version: str, limit: int) -> Window:
         turns = (*self.turns, *new)[-limit:]
@@ -105,9 +163,12 @@ class Window:
 
 
 class HistoryStore:
-    def __init__(self, keys: Keys, *, max_messages: int, ttl_days: float, cache_size: int) -> None:
+    def __init__(
+        self, keys: Keys, *, max_messages: int, ttl_days: float, cache_size: int, keep_images: int = 4
+    ) -> None:
         self.keys = keys
         self.max_messages = max_messages
+        self.keep_images = keep_images
         self.ttl_ms = int(ttl_days * 86_400_000)
         self._cache: OrderedDict[int, Window] = OrderedDict()
         self._cache_size = cache_size
@@ -138,23 +199,43 @@ class HistoryStore:
         self.remember(conversation_id, window)
         return window
 
+    def queue_images(self, conversation_id: int) -> Callable[[Pipeline], Callable[[list[Any]], dict[str, str]]]:
+        """For ``Batch.add``: the conversation's kept images, id -> data URL (a handful at most). Not
+        cached in memory: a few hundred KB each, and they are sent with every prompt that keeps them."""
+
+        def queue(pipe: Pipeline) -> Callable[[list[Any]], dict[str, str]]:
+            pipe.hgetall(self.keys.images(conversation_id))
+            return lambda replies: {k.decode(): v.decode() for k, v in replies[0].items()}
+
+        return queue
+
     def queue_append(
-        self, conversation_id: int, window: Window, new: Sequence[Turn]
+        self,
+        conversation_id: int,
+        window: Window,
+        new: Sequence[Turn],
+        images: Sequence[tuple[str, str]] = (),
     ) -> Callable[[Pipeline], Callable[[list[Any]], None]]:
-        """For ``Batch.add``: append ``new`` after ``window`` atomically; the result is cached when
-        nobody else wrote in between."""
+        """For ``Batch.add``: append ``new`` after ``window`` atomically, with ``images`` ((id, data
+        URL) pairs) kept for follow-ups; the result is cached when nobody else wrote in between."""
         version = secrets.token_hex(8)
+        kept = images[-self.keep_images :] if self.keep_images else ()
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], None]:
             pipe.eval(
                 APPEND_LUA,
-                2,
+                4,
                 self.keys.turns(conversation_id),
                 self.keys.version(conversation_id),
+                self.keys.images(conversation_id),
+                self.keys.image_order(conversation_id),
                 window.version or "",
                 version,
                 self.max_messages,
                 self.ttl_ms,
+                self.keep_images,
+                len(kept),
+                *(value for pair in kept for value in pair),
                 *(turn.to_json() for turn in new),
             )
             return lambda replies: self._appended(conversation_id, window, new, version, replies[0] == 1)
@@ -173,8 +254,13 @@ class HistoryStore:
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], int]:
             pipe.llen(self.keys.turns(conversation_id))
-            # Two keys of one hash slot: valid on Redis Cluster too.
-            pipe.delete(self.keys.turns(conversation_id), self.keys.version(conversation_id))
+            # Keys of one hash slot: valid on Redis Cluster too.
+            pipe.delete(
+                self.keys.turns(conversation_id),
+                self.keys.version(conversation_id),
+                self.keys.images(conversation_id),
+                self.keys.image_order(conversation_id),
+            )
             return lambda replies: int(replies[0])
 
         return queue

@@ -21,6 +21,14 @@ class Keys:
         """A token that changes on every write to the turns list; lets processes cache a window safely."""
         return f"{self.prefix}:conv:{{{conversation_id}}}:version"
 
+    def images(self, conversation_id: int) -> str:
+        """Hash: image id -> data URL of the images kept for follow-up turns (the newest few)."""
+        return f"{self.prefix}:conv:{{{conversation_id}}}:images"
+
+    def image_order(self, conversation_id: int) -> str:
+        """List of the kept images' ids, oldest first: the oldest is dropped past the limit."""
+        return f"{self.prefix}:conv:{{{conversation_id}}}:image_ids"
+
     def personas(self, guild_id: int) -> str:
         """Hash: "guild" -> the guild's persona, "custom" -> its custom prompt, "channel:<id>" -> overrides."""
         return f"{self.prefix}:persona:{{{guild_id}}}"

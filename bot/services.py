@@ -162,6 +162,7 @@ def build_services(
         max_messages=settings.history.max_messages,
         ttl_days=settings.history.ttl_days,
         cache_size=settings.history.cache_conversations,
+        keep_images=settings.images.keep_in_history,
     )
     personas = PersonaStore(redis, keys, settings.personas)
     usage = UsageStore(redis, keys, settings.usage)
@@ -178,6 +179,7 @@ def build_services(
         threads=threads,
         **({"clock": clock} if clock else {}),
         observe_redis=metrics.redis_latency,
+        image_detail=settings.images.detail.value,
     )
     transcriber = Transcriber(
         transcription_client or client, settings.voice, connect_timeout_s=settings.model.connect_timeout_s

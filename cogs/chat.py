@@ -13,10 +13,12 @@ from discord.ext import commands
 
 from bot.conversation import ChatRequest
 from bot.errors import BotError, DownloadFailed
+from bot.images import PreparedImage, Skipped
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
 from cogs.utils.checks import require
 from cogs.utils.downloads import download_all
+from cogs.utils.images import ONLY_MENTIONED, fetch, select, skipped_note
 from cogs.utils.replies import answer
 from cogs.utils.text import bounded, name_list
 
@@ -135,26 +137,40 @@ class Chat(commands.Cog):
                 await self.reply_once(message, DM_REFUSED)
             return
         assert self.bot.user is not None
+        settings = self.bot.settings
+        # Images, unless off or no model on offer reads them (then they are ignored like other files).
+        # The turn knows which model answers: a text-only one sees none and the answer says so.
+        sees_images = settings.images.enabled and any(m.settings.images for m in self.bot.services.chat.registry)
+        selection = select(message, self.bot, settings.images) if sees_images else None
+        others = selection.others if selection else message.attachments
         claimed = False
         files: list[str] = []
         ignored: list[str] = []
-        if message.attachments:
+        images: list[PreparedImage] = []
+        skipped: list[Skipped] = []
+        if message.attachments or (selection and selection.wanted):
             # Claimed before the downloads: a replayed event does not fetch them again.
             if not await self.claim(message):
                 return
             claimed = True
+            timeout_s = settings.discord.download_timeout_s
             try:
-                files, ignored = await read_text_files(
-                    message.attachments, timeout_s=self.bot.settings.discord.download_timeout_s
-                )
+                files, ignored = await read_text_files(others, timeout_s=timeout_s)
+                if selection:
+                    images, skipped = await fetch(selection, settings.images, timeout_s=timeout_s)
             except DownloadFailed as exc:  # nothing asked, nothing stored: the user may simply send it again
                 log.info("Message %s not answered: %s", message.id, exc)
                 await message.reply(exc.user_message, mention_author=False)
                 return
         text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
-        note = f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None
-        if text:
-            request = self.chat_request(message, text, claim=not claimed, bot_thread=bot_thread)
+        notes = [
+            f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None,
+            skipped_note(skipped),
+            ONLY_MENTIONED if selection and selection.blind_reply else None,
+        ]
+        note = "\n".join(n for n in notes if n) or None
+        if text or images:
+            request = self.chat_request(message, text, claim=not claimed, bot_thread=bot_thread, images=tuple(images))
             await answer(self.bot, message, request, note=note)
         elif note or not bot_thread:
             await self.reply_once(message, note or EMPTY_MENTION_HINT, claimed=claimed)
@@ -180,7 +196,13 @@ class Chat(commands.Cog):
             await message.reply(bounded(text), mention_author=False)
 
     def chat_request(
-        self, message: discord.Message, text: str, *, claim: bool = True, bot_thread: bool = False
+        self,
+        message: discord.Message,
+        text: str,
+        *,
+        claim: bool = True,
+        bot_thread: bool = False,
+        images: tuple[PreparedImage, ...] = (),
     ) -> ChatRequest:
         me = message.guild.me if message.guild else self.bot.user
         assert me is not None
@@ -196,6 +218,7 @@ class Chat(commands.Cog):
             parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
             claim=claim,
             bot_thread=bot_thread,
+            images=images,
         )
 
     async def _started_by(self, channel: object, user_id: int) -> bool:

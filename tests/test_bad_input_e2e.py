@@ -57,8 +57,8 @@ async def test_a_10000_character_answer_with_unbalanced_fences_arrives_whole(cha
         assert (await chat.stored_turns(world.channel_id))[-1]["content"] == text
 
 
-async def test_images_are_ignored_with_a_note_and_text_files_are_read(chat_bot, world) -> None:
-    async with chat_bot() as chat:
+async def test_images_are_ignored_with_a_note_when_off_and_text_files_are_read(chat_bot, world) -> None:
+    async with chat_bot(images={"enabled": False}) as chat:
         image = chat.dc.add_attachment(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "cat.png", "image/png")
         notes = chat.dc.add_attachment(b"milk, eggs, flour\n", "list.txt", "text/plain; charset=utf-8")
         await chat.dc.post_message(

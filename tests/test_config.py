@@ -29,6 +29,7 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
     for section in (
         "model",
         "history",
+        "images",
         "redis",
         "stream",
         "tokens",
@@ -66,6 +67,11 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[voice]\ntts_timeout_s = 0\n", "voice.tts_timeout_s must be greater than 0"),
         ("[voice]\ntts_voice = ''\n", "voice.tts_model and voice.tts_voice must name"),
         ("[[usage.prices]]\nmodel = 'x'\ntts_per_million_chars = -1\n", "usage.prices[x] must be 0 or more"),
+        ("[images]\ndetail = 'max'\n", "images.detail must be one of 'auto', 'low', 'high', got 'max'"),
+        ("[images]\nmax_bytes = 0\n", "images.max_bytes must be between 1 and 20971520"),
+        ("[images]\nmax_per_message = 11\n", "images.max_per_message must be between 1 and 10"),
+        ("[images]\nmax_side = 10\n", "images.max_side must be between 64 and 8192"),
+        ("[images]\nkeep_in_history = -1\n", "images.keep_in_history must be 0 or more"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:

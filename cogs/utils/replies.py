@@ -17,6 +17,7 @@ from bot.errors import BotError, BudgetExceeded, TooManyTurns
 from bot.llm import Usage
 from bot.splitting import close_open_fence, split_message
 from bot.turnlog import log_turn
+from cogs.utils.text import name_list
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -156,7 +157,11 @@ async def answer(
                     reply.start_typing()
                 elif isinstance(event, TurnDone):
                     done = event
-                    notes = [NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER), note]
+                    notes = [
+                        NOTES.get(event.finish_reason) or (None if event.text.strip() else EMPTY_ANSWER),
+                        note,
+                        ignored_images_note(event.ignored_images),
+                    ]
                     text_note = "\n".join(n for n in notes if n) or None
                     if not reply.hold:
                         await reply.finish(text_note)
@@ -180,6 +185,11 @@ async def answer(
         await reply.fail(exc)
     finally:
         reply.close()
+
+
+def ignored_images_note(names: tuple[str, ...]) -> str | None:
+    """The chosen model reads text only: the images it was not shown."""
+    return f"*(I can only read text, so I ignored {name_list(list(names))}.)*" if names else None
 
 
 async def _speak(reply: StreamingReply, speak: Speak, done: TurnDone, text_note: str | None) -> None:
