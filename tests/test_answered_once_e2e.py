@@ -44,7 +44,9 @@ async def test_replies_that_start_no_turn_are_claimed_like_a_turn(chat_bot, worl
             await chat.dc.dispatch("MESSAGE_CREATE", message)  # each delivered twice (a replay)
         await chat.mention(world.channel_id, "next")  # handled after the replays
         await chat.answer(world.channel_id, "echo: next")
-        expected = [EMPTY_MENTION_HINT, EMPTY_MENTION_HINT, "*(I can only read text, so I ignored dog.png.)*"]
+        # The image is downloaded and decoded (in a thread) before its note: that may finish after "next".
+        await chat.dc.wait_for(lambda r: bool(replies_to(chat, sent[2])))
+        expected = [EMPTY_MENTION_HINT, EMPTY_MENTION_HINT, "*(I skipped dog.png: not an image I could read.)*"]
         assert [[r.json["content"] for r in replies_to(chat, m)] for m in sent] == [[text] for text in expected]
         assert len(chat.model.requests) == 1
 
@@ -60,7 +62,7 @@ async def test_a_refused_dm_is_answered_once(chat_bot, world) -> None:
 
 
 async def test_a_note_about_many_long_file_names_fits_one_message(chat_bot, world) -> None:
-    async with chat_bot() as chat:
+    async with chat_bot(images={"enabled": False}) as chat:  # the text-only note (images: test_images_e2e)
         names = [f"{'x' * 290}-{i:02d}.png" for i in range(10)]
         files = [chat.dc.add_attachment(b"\x89PNG\r\n", name, "image/png") for name in names]
         message = await chat.dc.post_message(

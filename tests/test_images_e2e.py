@@ -152,3 +152,23 @@ async def test_replying_to_an_image_uses_it_when_discord_provides_it(chat_bot, w
         await chat.answer(world.channel_id, "echo: and now?")
         [sent] = chat.model.requests[1].images
         assert sent.message_index == len(chat.model.requests[1].messages) - 1
+
+
+async def test_a_note_about_many_skipped_images_stays_short(chat_bot, world) -> None:
+    async with chat_bot() as chat:
+        names = [f"{'x' * 290}-{i:02d}.bmp" for i in range(10)]
+        await post(chat, "", *(image(chat, name, png(fmt="BMP"), "image/bmp") for name in names))
+        reply = await chat.dc.wait_for(lambda r: r.route == "create_message")
+        note = reply.json["content"]
+        assert reply.status == 200 and len(note) < 300, note
+        assert note.startswith("*(I skipped ") and " and 7 more: not a format I can read" in note
+        assert chat.model.requests == []
+
+
+async def test_an_image_discord_does_not_deliver_gets_one_sentence_and_nothing_is_asked(chat_bot, world) -> None:
+    async with chat_bot(discord={"download_timeout_s": 0.3}) as chat:
+        stalled = image(chat, "cat.png")
+        chat.dc.cut_download(stalled)
+        await post(chat, "what is this?", stalled)
+        await chat.answer(world.channel_id, "I couldn't download cat.png from Discord. Please try again.")
+        assert chat.model.requests == [] and await chat.stored_turns(world.channel_id) == []

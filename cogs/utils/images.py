@@ -13,7 +13,7 @@ import discord
 from bot.config import ImageSettings
 from bot.images import ImageInput, PreparedImage, Skipped, is_image_name, is_supported, prepare_all
 from cogs.utils.downloads import download_all
-from cogs.utils.text import NAME_CHARS, shorten
+from cogs.utils.text import name_list
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,14 @@ async def fetch(
 
 
 def skipped_note(skipped: list[Skipped]) -> str | None:
-    """One short note naming each image left out and why (names shortened, Markdown escaped)."""
+    """One short note naming the images left out, grouped by why (see name_list: a few names shown,
+    shortened and Markdown-escaped, so the note stays short whatever was attached)."""
     if not skipped:
         return None
-    named = [f"{discord.utils.escape_markdown(shorten(s.name, NAME_CHARS))}: {s.reason}" for s in skipped]
-    return f"*(I skipped {'; '.join(named)}.)*"
+    by_reason: dict[str, list[str]] = {}
+    for item in skipped:
+        by_reason.setdefault(item.reason, []).append(item.name)
+    return f"*(I skipped {'; '.join(f'{name_list(names)}: {reason}' for reason, names in by_reason.items())}.)*"
 
 
 def _megabytes(size: int) -> str:
