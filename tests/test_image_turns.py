@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import ImageSettings
 from bot.conversation import ChatRequest
-from bot.errors import MessageTooLong, ModelError
+from bot.errors import ImagesNotRead, MessageTooLong, ModelError
 from bot.images import PreparedImage, prepare
 from tests.standins.model_server import Error, ModelServer
 from tests.test_conversation import CHANNEL, request, run_turn, stored
@@ -74,3 +74,20 @@ async def test_kept_images_expire_with_the_conversation(services, redis) -> None
     ttl = await redis.pttl(services.keys.turns(CHANNEL))
     for key in (services.keys.images(CHANNEL), services.keys.image_order(CHANNEL)):
         assert abs(await redis.pttl(key) - ttl) < 5_000
+
+
+async def test_a_text_only_model_is_shown_no_image_and_the_turn_says_which_it_ignored(
+    services_factory, make_settings, model_server: ModelServer, redis
+) -> None:
+    vision = services_factory()
+    await run_turn(vision, with_images("remember this", picture("kept.png")))
+    # The same conversation, now answered by a model declared text-only (as /model may choose).
+    text_only = services_factory(make_settings(model={"images": False}))
+    _, done = await run_turn(text_only, with_images("and this one?", picture("new.png")))
+    assert done.ignored_images == ("new.png",)
+    last = model_server.requests[-1]
+    assert last.images == [] and last.messages[1]["content"] == "remember this\n[image: kept.png]"
+    assert "images" not in (await stored(redis, text_only))[-2], "nothing stored that it did not see"
+    with pytest.raises(ImagesNotRead):
+        await run_turn(text_only, with_images("", picture("only.png")))
+    assert len(model_server.requests) == 2
