@@ -42,6 +42,9 @@ class HistorySettings:
     max_messages: int = 200
     ttl_days: float = 30.0
     cache_conversations: int = 1_000  # parsed windows kept in memory (LRU), validated against Redis
+    summarize: bool = True  # fold turns that leave the window into a rolling summary (one model call)
+    summary_max_tokens: int = 400  # the summary's length (the summary call's reply limit)
+    summary_model: str = ""  # a model on offer ([model] or [[models]]); "": the model that answered
 
 
 class ImageDetail(enum.StrEnum):
@@ -474,6 +477,11 @@ def _check_ranges(s: Settings, file: str) -> None:
         raise ConfigError(f"{file}: redis.key_prefix must be non-empty, without spaces or braces")
     _check_voice(s.voice, file)
     _check_images(s.images, file)
+    if not 32 <= s.history.summary_max_tokens <= 4_096:
+        raise ConfigError(f"{file}: history.summary_max_tokens must be between 32 and 4096")
+    offered = [s.model.name, *(m.name for m in s.models)]
+    if s.history.summary_model and s.history.summary_model not in offered:
+        raise ConfigError(f"{file}: history.summary_model must name a model on offer ({', '.join(offered)})")
     if not 0 <= s.health.port <= 65_535:
         raise ConfigError(f"{file}: health.port must be between 0 and 65535, got {s.health.port}")
 

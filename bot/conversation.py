@@ -27,6 +27,7 @@ from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
 from bot.prompt import build_prompt
 from bot.sanitize import clean_text
+from bot.summary import Summarizer, Summary, SummaryJob, SummaryStore, first_unsummarized, plan_fold
 from bot.threads import BotThreads
 from bot.tokens import TokenCounter
 from bot.usage import UsageStore, day_key
@@ -114,6 +115,8 @@ class ChatService:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         observe_redis: Callable[[float], None] | None = None,
         image_detail: str = "auto",
+        summaries: SummaryStore | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.redis = redis
         self.history = history
@@ -126,6 +129,8 @@ class ChatService:
         self.clock = clock
         self.observe_redis = observe_redis  # each turn round trip's duration, for metrics
         self.image_detail = image_detail
+        self.summaries = summaries  # None: no long memory ([history] summarize = false)
+        self.summarizer = summarizer
         self.locks = ConversationLocks()
 
     @property
@@ -166,6 +171,7 @@ class ChatService:
             chosen = batch.add(self.models.queue_active(request.guild_id, request.conversation_id, request.parent_id))
             read = batch.add(self.history.queue_read(request.conversation_id))
             kept_images = batch.add(self.history.queue_images(request.conversation_id))
+            stored_summary = batch.add(self.summaries.queue_read(request.conversation_id)) if self.summaries else None
             await batch.execute()
             admitted()
             window = read.value
@@ -181,7 +187,9 @@ class ChatService:
                 raise ImagesNotRead(ignored)
             user_turn, new_images = self._user_turn(request, model, request.images if sees_images else ())
             images = {**kept_images.value, **new_images} if sees_images else {}
-            messages, prompt_tokens = build_prompt(
+            summary = stored_summary.value if stored_summary else None
+            first = first_unsummarized(window, summary)
+            prompt = build_prompt(
                 settings=model.settings,
                 counter=model.counter,
                 margin=self.margin,
@@ -190,7 +198,10 @@ class ChatService:
                 user_turn=user_turn,
                 images=images,
                 detail=self.image_detail,
+                summary=summary,
+                first=first,
             )
+            messages, prompt_tokens = prompt.messages, prompt.tokens
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
@@ -205,8 +216,13 @@ class ChatService:
             # No usage from the server: estimate from the counts already known, so a long history is
             # not tokenised again (every message's count was taken once, when it was stored).
             usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
-            await self._finish(request, model, day, window, user_turn, new_images, text, usage)
+            # Turns no summary covers yet stay stored (past max_messages) until one does.
+            keep = len(window.turns) - first + 2 if self.summaries else 0
+            await self._finish(request, model, day, window, user_turn, new_images, text, usage, keep)
             yield TurnDone(text, finish.reason, usage, ignored)
+            # Here the answer is delivered (the caller asked for what follows TurnDone) and stored.
+            if self.summarizer is not None and text.strip():
+                self._fold_later(request, model, day, window, summary, first, prompt.shown_from)
 
     def _user_turn(
         self, request: ChatRequest, model: ServedModel, images: tuple[PreparedImage, ...]
@@ -239,6 +255,7 @@ class ChatService:
         new_images: dict[str, str],
         text: str,
         usage: Usage,
+        keep: int = 0,
     ) -> None:
         """The one write round trip: the exchange with its images (unless the answer is empty or only
         whitespace: the user was told the model returned nothing) and the usage."""
@@ -246,7 +263,8 @@ class ChatService:
         if text.strip():
             answer = Turn(role="assistant", content=text, tokens=model.counter.message(text))
             exchange = (user_turn, answer)
-            batch.add(self.history.queue_append(request.conversation_id, window, exchange, tuple(new_images.items())))
+            new = tuple(new_images.items())
+            batch.add(self.history.queue_append(request.conversation_id, window, exchange, new, keep=keep))
         batch.add(
             self.usage.queue_record(
                 guild_id=request.guild_id,
@@ -260,9 +278,32 @@ class ChatService:
             batch.add(self.threads.queue_refresh(request.conversation_id))
         await batch.execute()
 
+    def _fold_later(
+        self,
+        request: ChatRequest,
+        model: ServedModel,
+        day: str,
+        window: Window,
+        summary: Summary | None,
+        first: int,
+        shown_from: int,
+    ) -> None:
+        """Start folding the turns this prompt left out into the summary, in the background."""
+        assert self.summarizer is not None
+        if self.summarizer.busy(request.conversation_id):
+            return
+        served = self.summarizer.model(model)
+        input_budget = served.settings.context_window - self.summarizer.max_tokens - 2 * self.margin
+        fold = plan_fold(window, first, shown_from, self.history.max_messages, input_budget)
+        if fold is not None:
+            self.summarizer.start(SummaryJob(request.conversation_id, request.guild_id, day, summary, fold), served)
+
     async def forget(self, conversation_id: int) -> int:
-        """Clear a conversation's history; returns how many turns it had. Waits for a turn in progress,
-        so its answer is not written back after the history was cleared."""
+        """Clear a conversation's history and summary; returns how many turns it had. Waits for a turn in
+        progress, so its answer is not written back after the history was cleared, and stops a summary
+        being made."""
+        if self.summarizer is not None:
+            await self.summarizer.cancel(conversation_id)
         async with self.locks.hold(conversation_id):
             batch = Batch(self.redis, observe=self.observe_redis)
             removed = batch.add(self.history.queue_clear(conversation_id))

@@ -47,8 +47,9 @@ def api_name(display_name: str, author_id: int | None) -> str:
     return name or f"user_{author_id or 0}"
 
 
-# KEYS: turns, version, images (hash id -> data URL), image order (list of ids). ARGV: version the
-# window was read at ('' for none), new version, max turns, ttl ms, images kept at most, number of new
+# KEYS: turns, version, images (hash id -> data URL), image order (list of ids), summary (its TTL
+# follows the conversation's). ARGV: version the window was read at ('' for none), new version, turns
+# kept at most, ttl ms, images kept at most, number of new
 # images n, then n (id, data URL) pairs, then the new turns. Atomic, and all keys share the
 # conversation's hash slot. Returns 1 when the window it extends was still current (so the caller may
 # cache the result).
@@ -71,6 +72,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
+redis.call('PEXPIRE', KEYS[5], ARGV[4])
 if current == ARGV[1] then return 1 end
 return 0
 """
@@ -164,10 +166,20 @@ class Window:
 
 class HistoryStore:
     def __init__(
-        self, keys: Keys, *, max_messages: int, ttl_days: float, cache_size: int, keep_images: int = 4
+        self,
+        keys: Keys,
+        *,
+        max_messages: int,
+        ttl_days: float,
+        cache_size: int,
+        keep_images: int = 4,
+        summarized: bool = False,
     ) -> None:
         self.keys = keys
         self.max_messages = max_messages
+        # With summaries, turns not yet folded into one are kept past max_messages (up to twice that),
+        # so a summary that failed loses nothing; reads then take up to that many.
+        self.read_limit = max_messages * 2 if summarized else max_messages
         self.keep_images = keep_images
         self.ttl_ms = int(ttl_days * 86_400_000)
         self._cache: OrderedDict[int, Window] = OrderedDict()
@@ -184,7 +196,7 @@ class HistoryStore:
                 self.keys.turns(conversation_id),
                 self.keys.version(conversation_id),
                 cached.version if cached and cached.version else "",
-                self.max_messages,
+                self.read_limit,
             )
             return lambda replies: self._parse_read(conversation_id, cached, replies[0])
 
@@ -215,36 +227,43 @@ class HistoryStore:
         window: Window,
         new: Sequence[Turn],
         images: Sequence[tuple[str, str]] = (),
+        *,
+        keep: int = 0,
     ) -> Callable[[Pipeline], Callable[[list[Any]], None]]:
         """For ``Batch.add``: append ``new`` after ``window`` atomically, with ``images`` ((id, data
-        URL) pairs) kept for follow-ups; the result is cached when nobody else wrote in between."""
+        URL) pairs) kept for follow-ups; at least the newest ``keep`` turns stay (turns no summary
+        covers yet) within ``read_limit``. The result is cached when nobody else wrote in between."""
         version = secrets.token_hex(8)
+        limit = min(self.read_limit, max(self.max_messages, keep))
         kept = images[-self.keep_images :] if self.keep_images else ()
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], None]:
             pipe.eval(
                 APPEND_LUA,
-                4,
+                5,
                 self.keys.turns(conversation_id),
                 self.keys.version(conversation_id),
                 self.keys.images(conversation_id),
                 self.keys.image_order(conversation_id),
+                self.keys.summary(conversation_id),
                 window.version or "",
                 version,
-                self.max_messages,
+                limit,
                 self.ttl_ms,
                 self.keep_images,
                 len(kept),
                 *(value for pair in kept for value in pair),
                 *(turn.to_json() for turn in new),
             )
-            return lambda replies: self._appended(conversation_id, window, new, version, replies[0] == 1)
+            return lambda replies: self._appended(conversation_id, window, new, version, limit, replies[0] == 1)
 
         return queue
 
-    def _appended(self, conversation_id: int, window: Window, new: Sequence[Turn], version: str, current: bool) -> None:
+    def _appended(
+        self, conversation_id: int, window: Window, new: Sequence[Turn], version: str, limit: int, current: bool
+    ) -> None:
         if current:
-            self.remember(conversation_id, window.extended(new, version, self.max_messages))
+            self.remember(conversation_id, window.extended(new, version, limit))
         else:
             self._cache.pop(conversation_id, None)
 
@@ -260,6 +279,7 @@ class HistoryStore:
                 self.keys.version(conversation_id),
                 self.keys.images(conversation_id),
                 self.keys.image_order(conversation_id),
+                self.keys.summary(conversation_id),
             )
             return lambda replies: int(replies[0])
 

@@ -29,6 +29,10 @@ class Keys:
         """List of the kept images' ids, oldest first: the oldest is dropped past the limit."""
         return f"{self.prefix}:conv:{{{conversation_id}}}:image_ids"
 
+    def summary(self, conversation_id: int) -> str:
+        """JSON of the conversation's rolling summary: its text, tokens and the last message it covers."""
+        return f"{self.prefix}:conv:{{{conversation_id}}}:summary"
+
     def personas(self, guild_id: int) -> str:
         """Hash: "guild" -> the guild's persona, "custom" -> its custom prompt, "channel:<id>" -> overrides."""
         return f"{self.prefix}:persona:{{{guild_id}}}"

@@ -4,12 +4,21 @@ the new message, with the images still kept sent as image parts and counted by t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bot.config import ModelSettings
 from bot.errors import MessageTooLong
 from bot.history import Turn, Window
+from bot.summary import Summary
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    messages: list[dict[str, Any]]
+    tokens: int
+    shown_from: int  # the index of the oldest stored turn in it (len(window.turns) when none)
 
 
 def build_prompt(
@@ -22,13 +31,20 @@ def build_prompt(
     user_turn: Turn,
     images: Mapping[str, str],
     detail: str,
-) -> tuple[list[dict[str, Any]], int]:
+    summary: Summary | None = None,
+    first: int = 0,
+) -> Prompt:
     """The messages and their token count. Only the new message (and the system prompt) are tokenised
     here: stored turns carry their counts (taken with the encoding of the model that answered then; the
-    margin absorbs the difference after a change of model), an image its estimate. ``images`` (id ->
-    data URL) are those the model may see: a turn's other images are named by their placeholder."""
-    system = {"role": "system", "content": system_prompt}
+    margin absorbs the difference after a change of model), an image its estimate, the summary its own.
+    ``images`` (id -> data URL) are those the model may see: a turn's other images are named by their
+    placeholder. The summary follows the system prompt; the turns it covers (before ``first``) are not
+    sent again."""
+    system = [{"role": "system", "content": system_prompt}]
     system_tokens = counter.message(system_prompt)
+    if summary is not None:
+        system.append(summary.to_message())
+        system_tokens += summary.tokens
     budget = settings.context_window - settings.max_reply_tokens - margin - REPLY_PRIMING_TOKENS - system_tokens
     user_tokens = user_turn.tokens + user_turn.image_tokens(images)
     if user_tokens > budget:
@@ -38,7 +54,7 @@ def build_prompt(
         counts = list(counts)
         for index in window.image_turns:
             counts[index] += window.turns[index].image_tokens(images)
-    kept = fit_newest(counts, budget - user_tokens)
+    kept = fit_newest(counts[first:], budget - user_tokens)
     start = len(window.messages) - kept
     history = list(window.messages[start:])
     if images:
@@ -46,4 +62,4 @@ def build_prompt(
             if index >= start:
                 history[index - start] = window.turns[index].to_message(images, detail)
     tokens = system_tokens + sum(counts[start:]) + user_tokens + REPLY_PRIMING_TOKENS
-    return [system, *history, user_turn.to_message(images, detail)], tokens
+    return Prompt([*system, *history, user_turn.to_message(images, detail)], tokens, start)

@@ -25,6 +25,7 @@ from bot.personas import PersonaStore
 from bot.speech import Speaker
 from bot.speech_prefs import SpokenReplyPrefs
 from bot.storage import open_redis
+from bot.summary import Summarizer, SummaryStore
 from bot.threads import BotThreads
 from bot.tokens import TokenCounter, load_encoding
 from bot.transcription import Transcriber
@@ -63,8 +64,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         clients = build_provider_clients(settings)
         audio_client = build_transcription_client(settings)
         speech_client = build_speech_client(settings)
+        services: Services | None = None
         try:
-            yield build_services(
+            services = build_services(
                 settings,
                 redis_handle.client,
                 clients[DEFAULT_PROVIDER],
@@ -74,7 +76,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 clients=clients,
                 counters=counters,
             )
+            yield services
         finally:
+            if services is not None and services.chat.summarizer is not None:
+                await services.chat.summarizer.close()  # a summary being made is dropped (retried later)
             for client in clients.values():
                 await client.close()
             for extra in (audio_client, speech_client):
@@ -163,11 +168,24 @@ def build_services(
         ttl_days=settings.history.ttl_days,
         cache_size=settings.history.cache_conversations,
         keep_images=settings.images.keep_in_history,
+        summarized=settings.history.summarize,
     )
     personas = PersonaStore(redis, keys, settings.personas)
     usage = UsageStore(redis, keys, settings.usage)
     limits = Limits(redis, keys, settings.limits)
     threads = BotThreads(redis, keys, ttl_days=settings.history.ttl_days)
+    summaries = SummaryStore(keys, ttl_days=settings.history.ttl_days) if settings.history.summarize else None
+    summarizer = None
+    if summaries is not None:
+        named = registry.get(settings.history.summary_model) if settings.history.summary_model else None
+        summarizer = Summarizer(
+            redis,
+            summaries,
+            usage,
+            max_tokens=settings.history.summary_max_tokens,
+            model=lambda answered_by: named or answered_by,
+            observe_redis=metrics.redis_latency,
+        )
     chat = ChatService(
         redis=redis,
         history=history,
@@ -180,6 +198,8 @@ def build_services(
         **({"clock": clock} if clock else {}),
         observe_redis=metrics.redis_latency,
         image_detail=settings.images.detail.value,
+        summaries=summaries,
+        summarizer=summarizer,
     )
     transcriber = Transcriber(
         transcription_client or client, settings.voice, connect_timeout_s=settings.model.connect_timeout_s

@@ -72,6 +72,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[images]\nmax_per_message = 11\n", "images.max_per_message must be between 1 and 10"),
         ("[images]\nmax_side = 10\n", "images.max_side must be between 64 and 8192"),
         ("[images]\nkeep_in_history = -1\n", "images.keep_in_history must be 0 or more"),
+        ("[history]\nsummary_max_tokens = 8\n", "history.summary_max_tokens must be between 32 and 4096"),
+        ("[history]\nsummary_model = 'nope'\n", "history.summary_model must name a model on offer"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:
