@@ -20,6 +20,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tikto
 
 from bench import report
 from bench.concurrency import concurrency_run, memory_run
+from bench.features import feature_run
 from bench.turns import history_run, process_run
 from tests.standins.redis_embedded import embedded_redis
 
@@ -37,9 +38,10 @@ class Scale:
     slow_model_s: float
     stored: tuple[int, ...]  # stored conversations for the memory runs
     memory_turns: int
+    feature_turns: int = 3  # turns of each kind in the images and long-memory run
 
 
-FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50)
+FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50, 100)
 QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3)
 
 
@@ -60,6 +62,8 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         for stored in scale.stored:
             log(f"memory: {stored} stored conversations")
             memory.append(await memory_run(redis_url, stored, scale.memory_turns))
+        log(f"images and long memory: {scale.feature_turns} turns of each")
+        features = await feature_run(redis_url, scale.feature_turns)
     rows = [
         *report.history_rows(runs, inprocess, unpatched),
         *report.storage_rows(counted),
@@ -67,10 +71,11 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         *report.first_text_rows(runs),
         *report.memory_rows(memory),
         *report.token_rows(inprocess),
+        *report.feature_rows(features),
     ]
     raw = {"scale": scale, "history": runs, "inprocess": inprocess, "unpatched": unpatched, "counted": counted}
     raw["slow"] = slow
-    raw |= {"instant": instant, "memory": memory}
+    raw |= {"instant": instant, "memory": memory, "features": features}
     return rows, raw, runs, unpatched
 
 

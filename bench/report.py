@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.concurrency import ConcurrencyRun, MemoryRun
+from bench.features import FeatureRun
 from bench.turns import HistoryRun
 
 
@@ -203,6 +204,25 @@ def token_rows(runs: list[HistoryRun]) -> list[Row]:
             )
         )
     return rows
+
+
+def feature_rows(run: FeatureRun) -> list[Row]:
+    """Added latency with one image and with a summary, next to the same turn without (10 stored turns)."""
+    plain = percentile([t.added_ms for t in run.plain], 50)
+    rows = [Row("7 images, memory", "plain turn (same run): added p50/p99", _p50_p99(run.plain))]
+    for name, timings in (
+        (f"one image attached ({run.image_bytes / 1e6:.2f} MB JPEG, 1920x1080)", run.image_attached),
+        ("one image kept from an earlier turn", run.image_kept),
+        ("a 400-token summary present", run.summary),
+    ):
+        delta = percentile([t.added_ms for t in timings], 50) - plain
+        rows.append(Row("7 images, memory", f"{name}: added p50/p99", f"{_p50_p99(timings)} ({delta:+.2f} ms p50)"))
+    return rows
+
+
+def _p50_p99(timings: Sequence[Any]) -> str:
+    added = [t.added_ms for t in timings]
+    return f"{percentile(added, 50):.2f} / {percentile(added, 99):.2f} ms"
 
 
 def render(rows: list[Row]) -> str:

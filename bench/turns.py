@@ -136,6 +136,12 @@ class UnpatchedChatModel(ChatModel):
         return params
 
 
+def history_config(stored_turns: int) -> dict[str, Any]:
+    """A conversation at its cap. Without long memory, which would fold turns past the cap into a
+    summary on every turn here: it is measured on its own (bench/features.py)."""
+    return {"max_messages": stored_turns, "summarize": False}
+
+
 async def one_turn(
     dc: DiscordStandin,
     model: ModelServer,
@@ -143,13 +149,16 @@ async def one_turn(
     guild: Guild,
     channel: int,
     clock: GatewayClock | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> TurnTiming:
     start = len(dc.requests)
     served = len(model.requests)
     trips = proxy.round_trips if proxy else 0
     me = dc.bot_user
     clock = clock or GatewayClock(dc)
-    posted = await dc.post_message(channel, guild.alice, f"<@{me['id']}> {USER_TEXT}", mentions=[me])
+    posted = await dc.post_message(
+        channel, guild.alice, f"<@{me['id']}> {USER_TEXT}", mentions=[me], attachments=attachments or ()
+    )
     clock.watch(posted["id"])
     record = (await model.wait_for_requests(served + 1, timeout=30))[served]
     await record.finished.wait()
@@ -186,7 +195,7 @@ async def history_run(
             await seed_history(direct, prefix, guild.channels, stored_turns, author_id=int(guild.alice["id"]))
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S)
             settings = bench_settings(
-                proxy.url if proxy else redis_url, model.base_url, prefix, history={"max_messages": stored_turns}
+                proxy.url if proxy else redis_url, model.base_url, prefix, history=history_config(stored_turns)
             )
             async with start_bot(settings, dc) as bot:
                 chat = bot.services.chat
@@ -242,7 +251,7 @@ async def process_run(redis_url: str, stored_turns: int, turns: int) -> HistoryR
                 "redis": {"key_prefix": prefix},
                 "tokens": {"download_encodings": False},
                 "logging": {"level": "WARNING"},
-                "history": {"max_messages": stored_turns},
+                "history": history_config(stored_turns),
             }
             async with BotProcess(settings, dc, config) as proc:
                 await wait_until_answering(dc, guild, probe, proc)

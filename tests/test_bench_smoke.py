@@ -20,16 +20,20 @@ SMOKE = Scale(
     slow_model_s=0.1,
     stored=(10, 50),
     memory_turns=2,
+    feature_turns=2,
 )
 
 
 def test_the_benchmark_runs_every_section_and_writes_its_table(tmp_path: Path) -> None:
     rows, raw, runs, _ = asyncio.run(run(SMOKE, lambda text: None))
 
-    assert {row.section.split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {row.section.split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
     assert all(row.verdict in ("PASS", "MISS", "") for row in rows)
     assert [r.stored_turns for r in runs] == [10, 100] and all(len(r.warm) == 3 for r in runs)
     assert [r.stored_turns for r in raw["inprocess"]] == [10, 100] and all(len(r.warm) == 2 for r in raw["inprocess"])
+    # Images and long memory: every kind of turn answered.
+    features = raw["features"]
+    assert all(len(t) == 2 for t in (features.plain, features.image_attached, features.image_kept, features.summary))
     # Two Redis round trips per turn at every history size, and a constant number of commands.
     assert all(t.round_trips == 2 for r in raw["counted"] for t in r.warm)
     assert len({r.commands_per_turn for r in raw["counted"]}) == 1
