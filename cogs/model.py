@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.personas import Scope
 from cogs.utils.checks import require_persona_permission
+from cogs.utils.text import bounded
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -68,14 +69,14 @@ class Models(commands.Cog):
             + (" ← active here" if served.name == active.model.name else "")
             for served in self.store.registry
         ]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(bounded("\n".join(lines)), ephemeral=True)  # many models
 
     @model.command(name="show")
     async def model_show(self, interaction: discord.Interaction) -> None:
         """Show the model that answers in this channel, and where that choice comes from."""
         active = await self._active(interaction)
         await interaction.response.send_message(
-            f"Model here: {where_from(active)}.\n{describe(active.model)}", ephemeral=True
+            bounded(f"Model here: {where_from(active)}.\n{describe(active.model)}"), ephemeral=True
         )
 
     @model.command(name="set")
