@@ -90,7 +90,8 @@ class Threads(commands.Cog):
         try:
             thread = await channel.create_thread(
                 name=thread_name(message, bot_name),
-                type=discord.ChannelType.public_thread,
+                # An announcement channel holds announcement threads only.
+                type=discord.ChannelType.news_thread if channel.is_news() else discord.ChannelType.public_thread,
                 auto_archive_duration=ARCHIVE_AFTER_MIN,
                 # The channel's slowmode carries over to the conversation's thread.
                 slowmode_delay=channel.slowmode_delay or None,

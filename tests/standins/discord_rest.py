@@ -364,8 +364,8 @@ class RestApi:
             thread_type = 10 if channel["type"] == 5 else 11
         else:  # without a message: the type defaults to a private thread in API v10
             thread_type = payload.get("type", 12)
-            if thread_type not in THREAD_TYPES:
-                return form_error("type", "Value must be one of {10, 11, 12}.")
+            if thread_type not in THREAD_TYPES or (thread_type == 10) != (channel["type"] == 5):
+                return form_error("type", "Announcement channels take announcement threads (10), others 11 or 12.")
         name = payload.get("name")
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or len(name) > 100:
             return form_error("name", "Must be between 1 and 100 in length.")
