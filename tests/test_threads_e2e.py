@@ -131,12 +131,15 @@ async def test_asking_for_the_intent_the_portal_does_not_grant_stops_with_one_li
 ) -> None:
     import asyncio
 
-    from tests.harness import bot_env, start_bot_process, write_config
+    from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
 
     config = write_config(tmp_path, "intent")
     config.write_text(config.read_text(encoding="utf-8") + "\n[discord]\nmessage_content = true\n", encoding="utf-8")
     process = await start_bot_process("--config", str(config), env=bot_env(discord_standin, model_server, redis_url))
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await stop_bot_process(process)
     text = output.decode()
     assert process.returncode == 1 and "Traceback" not in text, text
     assert "Discord refused the Message Content intent" in text.splitlines()[-1]
@@ -245,7 +248,7 @@ async def test_check_reports_whether_the_application_has_the_intent(
 ) -> None:
     import asyncio
 
-    from tests.harness import bot_env, start_bot_process, write_config
+    from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
 
     discord_standin.application_flags = flags
     config = write_config(tmp_path, "check-intent")
@@ -256,7 +259,10 @@ async def test_check_reports_whether_the_application_has_the_intent(
     process = await start_bot_process(
         "check", "--config", str(config), env=bot_env(discord_standin, model_server, redis_url)
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        await stop_bot_process(process)
     lines = output.decode().splitlines()
     if status == "FAIL":  # Discord would refuse the bot's connection (4014): it cannot run like this
         [line] = [text for text in lines if text.startswith("FAIL  discord")]
