@@ -86,8 +86,17 @@ class Chat(commands.Cog):
         self.access = Access(bot, bot.settings.access)
 
     async def accepts(self, message: discord.Message) -> bool:
-        """Is this message for the bot, and may it answer here?"""
-        return self.is_addressed(message) and await self.access.allows(message)
+        """Is this message for the bot, and may it answer here? With Message Content, every message
+        in the bot's own /chat threads is (voice messages too)."""
+        if not self.is_addressed(message) and not await self.in_own_thread_with_content(message):
+            return False
+        return await self.access.allows(message)
+
+    async def in_own_thread_with_content(self, message: discord.Message) -> bool:
+        """An unaddressed message the bot may still read and answer: one of its threads, with the intent."""
+        if not self.bot.settings.discord.message_content or message.author.bot:
+            return False
+        return message.type in CHAT_MESSAGE_TYPES and await self.in_bot_thread(message)
 
     def is_addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
