@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalog import ModelOption, Provider, check_catalog, provider_keys, uses_default_provider
-from bot.deployment import check_redis_url, log_level, parse_shards
+from bot.deployment import check_discord_api_base, check_redis_url, log_level, parse_shards
 from bot.errors import ConfigError
 
 # Discord's text inputs take at most 4,000 characters; a custom prompt is capped at or below that.
@@ -63,6 +63,9 @@ class DiscordSettings:
     # Discord's privileged Message Content intent, as toggled in the developer portal: on, every
     # message in the bot's own /chat threads is answered without a mention.
     message_content: bool = False
+    # Each attempt to reach Discord (the REST login, a gateway connection) gives up after this long;
+    # `python -m bot` then tries again with backoff, `sync` and `check` report it and stop.
+    connect_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -272,8 +275,14 @@ ENV_VARS = {
     "DISCORD_TOKEN": "the bot token from the Discord developer portal (required)",
     "OPENAI_API_KEY": "the model server's API key (required unless OPENAI_BASE_URL points at a keyless server)",
     "OPENAI_BASE_URL": "an OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama",
-    "REDIS_URL": "redis://host:port/db; unset: an embedded Redis stores data next to the config",
-    "DISCORD_API_BASE": "a Discord-compatible REST base, e.g. a Spacebar server (default Discord's)",
+    "REDIS_URL": (
+        "redis://host:port/db, rediss://... (TLS), unix:///path/redis.sock, or a Redis Cluster node: "
+        "redis+cluster://host:port (rediss+cluster:// for TLS); unset: an embedded Redis stores data next "
+        "to the config"
+    ),
+    "DISCORD_API_BASE": (
+        "a Discord-compatible server, e.g. Spacebar: its root, .../api or .../api/v9|v10 (default Discord's)"
+    ),
     "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
     "TRANSCRIPTION_BASE_URL": "an OpenAI-compatible server for voice messages (default: the chat model's)",
     "TRANSCRIPTION_API_KEY": "that server's API key (default: none with TRANSCRIPTION_BASE_URL, else OPENAI_API_KEY)",
@@ -406,6 +415,7 @@ def _check_ranges(s: Settings, file: str) -> None:
         "model.timeout_s": s.model.timeout_s,
         "model.idle_timeout_s": s.model.idle_timeout_s,
         "model.connect_timeout_s": s.model.connect_timeout_s,
+        "discord.connect_timeout_s": s.discord.connect_timeout_s,
         "history.max_messages": s.history.max_messages,
         "history.ttl_days": s.history.ttl_days,
         "history.cache_conversations": s.history.cache_conversations,
@@ -419,6 +429,7 @@ def _check_ranges(s: Settings, file: str) -> None:
         "limits.guild_daily_tokens": s.limits.guild_daily_tokens,
         "limits.user_daily_tokens": s.limits.user_daily_tokens,
         "limits.user_turns": s.limits.user_turns,
+        "tokens.margin": s.tokens.margin,
         **{
             f"usage.prices[{p.model}]": min(
                 p.input_per_million, p.output_per_million, p.audio_per_minute, p.tts_per_million_chars
@@ -492,7 +503,7 @@ def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
         openai_api_key=api_key,
         openai_base_url=base_url,
         redis_url=check_redis_url(redis_url) if redis_url else None,
-        discord_api_base=get("DISCORD_API_BASE"),
+        discord_api_base=check_discord_api_base(api_base) if (api_base := get("DISCORD_API_BASE")) else None,
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
         transcription_base_url=get("TRANSCRIPTION_BASE_URL"),
         transcription_api_key=get("TRANSCRIPTION_API_KEY"),
