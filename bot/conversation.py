@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.batch import Batch
-from bot.errors import MessageTooLong
+from bot.errors import MessageTooLong, ModelError, StorageUnavailable
 from bot.history import HistoryStore, Turn, Window, api_name
 from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
@@ -29,6 +30,8 @@ from bot.sanitize import clean_text
 from bot.threads import BotThreads
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
 from bot.usage import UsageStore, day_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +176,17 @@ class ChatService:
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
-            async for event in model.chat.stream(messages):
-                if isinstance(event, Finish):
-                    finish = event
-                else:
-                    parts.append(event)
-                    yield event
+            try:
+                async for event in model.chat.stream(messages):
+                    if isinstance(event, Finish):
+                        finish = event
+                    else:
+                        parts.append(event)
+                        yield event
+            except ModelError:
+                if parts:  # the server bills the tokens it generated before the break
+                    await self._record_interrupted(request, model, day, prompt_tokens, "".join(parts))
+                raise
             assert finish is not None  # ChatModel.stream raises when the stream has no finish
             text = "".join(parts)
             # No usage from the server: estimate from the counts already known, so a long history is
@@ -246,6 +254,23 @@ class ChatService:
         if request.bot_thread and self.threads is not None:
             batch.add(self.threads.queue_refresh(request.conversation_id))
         await batch.execute()
+
+    async def _record_interrupted(
+        self, request: ChatRequest, model: ServedModel, day: str, prompt_tokens: int, text: str
+    ) -> None:
+        """An interrupted answer's usage, estimated (the server sends usage only at the end): the
+        prompt and the text that came. No history is written: the answer is not stored."""
+        usage = Usage(prompt_tokens, model.counter.count(text), estimated=True)
+        batch = Batch(self.redis, observe=self.observe_redis)
+        batch.add(
+            self.usage.queue_record(
+                guild_id=request.guild_id, user_id=request.author_id, model=model.name, day=day, usage=usage
+            )
+        )
+        try:
+            await batch.execute()
+        except StorageUnavailable as exc:  # the user hears about the model; the lost count is logged
+            log.warning("Could not record the usage of an interrupted answer: %s", exc)
 
     async def forget(self, conversation_id: int) -> int:
         """Clear a conversation's history; returns how many turns it had. Waits for a turn in progress,
