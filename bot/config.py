@@ -236,6 +236,7 @@ class Secrets:
     tts_api_key: str | None = None
     shard_count: int | None = None  # unset: Discord's recommended count
     shard_ids: tuple[int, ...] | None = None  # unset: every shard in this process
+    playground_password: str | None = None  # required when the playground listens beyond loopback
     provider_keys: tuple[tuple[str, str], ...] = ()  # [[providers]] name -> key, from their api_key_env
 
     def provider_key(self, provider: str) -> str:
@@ -291,13 +292,15 @@ ENV_VARS = {
     "SHARD_COUNT": "total number of shards across all processes (default: Discord's recommendation)",
     "SHARD_IDS": "the shards this process runs, e.g. 0,1 (needs SHARD_COUNT; default: all)",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR; overrides logging.level",
+    "PLAYGROUND_PASSWORD": "the playground's login password (required when it listens beyond 127.0.0.1)",
 }
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 
-def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
-    """Read and validate config.toml and the environment; raise ConfigError on the first problem."""
+def load_settings(path: str | Path, env: Mapping[str, str], *, discord: bool = True) -> Settings:
+    """Read and validate config.toml and the environment; raise ConfigError on the first problem.
+    ``discord=False`` (the playground) does without DISCORD_TOKEN."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -321,7 +324,7 @@ def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
     check_catalog(model, models, values.get("providers", ()), values.get("tokens", TokenSettings()).margin, path.name)
     values["usage"] = _with_model_prices(values.get("usage", UsageSettings()), models)
     secrets = dataclasses.replace(
-        _secrets(env, needs_openai=uses_default_provider(model, models)),
+        _secrets(env, needs_openai=uses_default_provider(model, models), discord=discord),
         provider_keys=provider_keys(values.get("providers", ()), env),
     )
     settings = Settings(**values, secrets=secrets, base_dir=path.resolve().parent)
@@ -482,13 +485,13 @@ def _check_voice(v: VoiceSettings, file: str) -> None:
             raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
 
 
-def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
+def _secrets(env: Mapping[str, str], *, needs_openai: bool = True, discord: bool = True) -> Secrets:
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
 
     token = get("DISCORD_TOKEN")
-    if not token:
+    if not token and discord:
         raise ConfigError("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in it")
     base_url = get("OPENAI_BASE_URL")
     api_key = get("OPENAI_API_KEY")
@@ -499,7 +502,7 @@ def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
     shard_count, shard_ids = parse_shards(get("SHARD_COUNT"), get("SHARD_IDS"))
     redis_url = get("REDIS_URL")
     return Secrets(
-        discord_token=token,
+        discord_token=token or "",
         openai_api_key=api_key,
         openai_base_url=base_url,
         redis_url=check_redis_url(redis_url) if redis_url else None,
@@ -511,4 +514,5 @@ def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
         tts_api_key=get("TTS_API_KEY"),
         shard_count=shard_count,
         shard_ids=shard_ids,
+        playground_password=get("PLAYGROUND_PASSWORD"),
     )

@@ -96,6 +96,15 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
     assert "t" not in repr(local.secrets).replace("Secrets", "").replace("redacted", "")
 
 
+def test_the_playground_needs_no_discord_token(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    settings = load_settings(path, {"OPENAI_API_KEY": "k", "PLAYGROUND_PASSWORD": "pw"}, discord=False)
+    assert settings.secrets.discord_token == ""
+    assert settings.secrets.playground_password == "pw"
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        load_settings(path, {}, discord=False)
+
+
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
