@@ -34,6 +34,7 @@ COMMANDS = {
     "run": "connect to Discord and answer (the default)",
     "sync": "publish the slash commands to Discord, then exit (run after adding or changing commands)",
     "check": "check the config, the Discord token, Redis and the models, one line each; exit 1 if any fails",
+    "playground": "a local web chat on the same engine, to try personas (no Discord token needed)",
 }
 
 
@@ -66,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the settings file (default: ./config.toml); relative paths in it resolve against its folder",
     )
+    p.add_argument("--host", default="127.0.0.1", help="playground: the address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="playground: the port (default: 7860)")
     return p
 
 
@@ -100,6 +103,18 @@ async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+def playground(settings: Settings, host: str, port: int) -> int:
+    """The web playground, if its optional dependencies are installed."""
+    from playground import REQUIREMENTS, missing_dependency
+
+    if missing := missing_dependency():
+        print(f"The playground needs {missing}: pip install -r {REQUIREMENTS}", file=sys.stderr)
+        return 1
+    from playground.server import main as serve_playground
+
+    return serve_playground(settings, host, port)
 
 
 async def run(settings: Settings) -> None:
@@ -142,7 +157,7 @@ def setup_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, os.environ)
+        settings = load_settings(args.config, os.environ, discord=args.command != "playground")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -151,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             code = asyncio.run(stoppable(run_checks(settings, args.config, sys.stdout)))
             return 1 if code is None else code  # stopped before every check passed
+        if args.command == "playground":
+            return playground(settings, args.host, args.port)
         asyncio.run(stoppable(run(settings) if args.command == "run" else sync(settings)))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
