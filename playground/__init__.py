@@ -24,7 +24,12 @@ OPTIONAL_MODULES = ("gradio", "uvicorn", "fastapi")
 
 
 def missing_dependency() -> str | None:
-    """The first optional module that is not installed, or None."""
-    import importlib.util
+    """The first optional module that cannot be imported, or None."""
+    import importlib
 
-    return next((name for name in OPTIONAL_MODULES if importlib.util.find_spec(name) is None), None)
+    for name in OPTIONAL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
