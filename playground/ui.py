@@ -233,4 +233,6 @@ def build(playground: Playground, secret: str) -> gr.Blocks:
         persona.input(page.pick, [session, persona, custom], [status], api_name="persona")
         use_custom.click(page.use_custom, [session, custom], [persona, status], api_name="custom")
         forget.click(page.forget, [session], [chat, status], api_name="forget")
+        # The chat's own trash button forgets too: clearing only the page would bring it all back on reload.
+        chat.clear(page.forget, [session], [chat, status], api_visibility="private")
     return demo
