@@ -202,7 +202,8 @@ class Page:
 def build(playground: Playground, secret: str) -> gr.Blocks:
     page = Page(playground)
     names = playground.persona_names
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # Uploaded and recorded audio is kept by Gradio in its temporary folder: gone after an hour.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         session = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=secret)
         gr.Markdown(f"## {TITLE}\nThe bot's engine, personas and costs, without a Discord server.")
         with gr.Row():

@@ -103,6 +103,7 @@ async def running_playground(
 ) -> AsyncIterator[PlaygroundProcess]:
     """The playground on a free loopback port, ready once it prints its URL; stopped afterwards."""
     port = port or free_port()
+    env = {"GRADIO_TEMP_DIR": str(config.parent / "gradio-files"), **env}  # uploads stay in the test's folder
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "playground", "--config", str(config), "--port", str(port), cwd=ROOT,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

@@ -190,7 +190,8 @@ async def test_voice_upload_is_transcribed_shown_answered_and_priced_then_forgot
 async def test_errors_are_the_bots_short_sentences_and_leave_history_alone(
     tmp_path, model_server, redis_url, key_prefix, redis
 ) -> None:
-    config = write_config(tmp_path, key_prefix, "[limits]\nuser_daily_tokens = 100\n")
+    limits = "[limits]\nuser_daily_tokens = 100\nuser_turns = 3\nuser_window_s = 600.0\n"
+    config = write_config(tmp_path, key_prefix, limits)
     async with (
         EgressRecorder() as egress,
         running_playground(config, playground_env(model_server, redis_url, egress)) as playground,
@@ -213,6 +214,9 @@ async def test_errors_are_the_bots_short_sentences_and_leave_history_alone(
         assert text(chat[-1]) == "Your daily budget for the model is used up. It resets at 00:00 UTC."
         assert len(model_server.requests) == requests, "no model request over budget"
         assert await redis.llen(turns_key(key_prefix, session)) == 2
+        _, chat, _ = await page.call("/chat", session, "a fourth turn in ten minutes", [])
+        assert text(chat[-1]) == "You're sending messages faster than I can answer. Please wait 10 min."
+        assert len(model_server.requests) == requests
         _, chat, _ = await page.call("/voice", session, None, [])
         assert chat == [], "no audio: nothing happens"
     assert "Traceback" not in playground.log
