@@ -72,6 +72,7 @@ class TurnDone:
     text: str
     finish_reason: str
     usage: Usage
+    model: str = ""  # the model that answered (each server may pick its own)
 
 
 class ConversationLocks:
@@ -193,7 +194,7 @@ class ChatService:
             # not tokenised again (every message's count was taken once, when it was stored).
             usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
             await self._finish(request, model, day, window, user_turn, text, usage)
-            yield TurnDone(text, finish.reason, usage)
+            yield TurnDone(text, finish.reason, usage, model.name)
 
     def _user_turn(self, request: ChatRequest, model: ServedModel) -> Turn:
         name = api_name(request.author_name, request.author_id)

@@ -123,7 +123,7 @@ class Playground:
             if isinstance(event, str):
                 yield event
             elif isinstance(event, TurnDone):
-                yield self.services.usage.request_totals(self.services.chat.model.settings.name, event.usage)
+                yield self.services.usage.request_totals(event.model, event.usage)
 
     async def hear(self, session: int, path: str | Path, message_id: int) -> tuple[Transcription, UsageTotals]:
         """Transcribe an uploaded or recorded file as the voice cog does a voice message: admitted first
