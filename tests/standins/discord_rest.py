@@ -103,6 +103,7 @@ class RestApi:
                 self.s.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
                 (status, out), headers = error(503, 0, f"stand-in error: {exc!r}"), {}
             rec.status, rec.response, rec.done_at = status, out, time.monotonic()
+            self.s.limits.note_status(status)
             self.s.recorder.add(rec)
             return out if isinstance(out, web.StreamResponse) else json_response(status, out, headers)
 
@@ -117,18 +118,22 @@ class RestApi:
         files: list[dict[str, Any]],
         auth: bool,
     ) -> tuple[int, Any, dict[str, str]]:
+        if auth and request.headers.get("Authorization") != f"Bot {self.s.token}":
+            return 401, {"message": "401: Unauthorized", "code": 0}, {}
+        # Counted when the request arrives, as Discord counts it, before any configured latency.
+        limited = self.s.limits.check(rec.route, rec.channel_id, rec.at)
+        if limited is not None:
+            return limited
         delay = self.s.latency + self.s.route_latency.get(rec.route, 0.0)
         if delay > 0:
             await asyncio.sleep(delay)  # configured artificial latency, not synchronisation
-        if auth and request.headers.get("Authorization") != f"Bot {self.s.token}":
-            return 401, {"message": "401: Unauthorized", "code": 0}, {}
         bucket = f"{zlib.crc32(rec.route.encode()):08x}"
         fault = self.s.faults.take(rec.method, rec.route, rec.template, rec.path)
         if fault is not None:
             headers = rate_limit_headers(bucket, fault) if fault.status == 429 else {}
             return fault.status, fault.body, headers
         status, out = await handler(request, rec, body, files)
-        return status, out, rate_limit_headers(bucket)
+        return status, out, self.s.limits.headers(rec.route, rec.channel_id, rec.at)
 
     def audit(self, rec: RecordedRequest, payload: Any) -> None:
         problem = mention_violation(f"{rec.method} {rec.path}", payload)
