@@ -26,6 +26,7 @@ from bot.metrics import Metrics
 from bot.reachability import Backoff, network_cause
 from bot.services import Services
 from bot.tuning import throttle_ratelimit_sweep
+from cogs.utils.budget import RequestScheduler, build_scheduler
 from cogs.utils.options import InvalidOption, check_invocation
 from cogs.utils.text import bounded
 
@@ -214,6 +215,8 @@ class ChatBot(commands.AutoShardedBot):
         # `python -m bot` waits for Discord (a container may start before its network); `sync` and
         # `check` report it once instead.
         self.keep_trying = True
+        # Every REST request the bot makes on its own goes through this (cogs/utils/budget.py).
+        self.requests: RequestScheduler = build_scheduler(self.settings, services.redis, services.keys, self.http)
 
     async def reach_discord(self, what: str, where: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` (one request or connection to Discord), each try bounded by
@@ -301,6 +304,7 @@ class ChatBot(commands.AutoShardedBot):
             await self.health.close()
             self.health = None
         await super().close()
+        await self.requests.close()
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:

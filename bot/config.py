@@ -66,6 +66,10 @@ class DiscordSettings:
     # Each attempt to reach Discord (the REST login, a gateway connection) gives up after this long;
     # `python -m bot` then tries again with backoff, `sync` and `check` report it and stop.
     connect_timeout_s: float = 10.0
+    # The request budget: Discord allows a bot token about 50 REST requests per second in total. The
+    # bot's own requests are paced to this many per second plus a small burst (at 45: at most 48 in any
+    # one second), shared by every process on the token. 0 turns the scheduler off.
+    requests_per_second: float = 45.0
 
 
 @dataclass(frozen=True)
@@ -433,6 +437,7 @@ def _check_ranges(s: Settings, file: str) -> None:
         "limits.user_daily_tokens": s.limits.user_daily_tokens,
         "limits.user_turns": s.limits.user_turns,
         "tokens.margin": s.tokens.margin,
+        "discord.requests_per_second": s.discord.requests_per_second,
         **{
             f"usage.prices[{p.model}]": min(
                 p.input_per_million, p.output_per_million, p.audio_per_minute, p.tts_per_million_chars

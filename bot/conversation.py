@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -140,9 +140,13 @@ class ChatService:
     def counter(self) -> TokenCounter:
         return self.registry.default.counter
 
-    async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
+    async def turn(
+        self, request: ChatRequest, *, before_store: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[TurnStarted | str | TurnDone]:
         """Yield ``TurnStarted`` once the turn is allowed, the answer's text deltas, then ``TurnDone``.
-        Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written."""
+        Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written.
+        ``before_store`` is awaited once the answer is complete, before it is stored: the caller shows
+        it there first (its exception aborts the turn: an answer nobody saw is not history)."""
         request = request.cleaned()  # where a message enters the engine: nothing later may choke on it
         # Taking the lock is the first await, so turns queue in the order their messages arrived.
         async with self.locks.hold(request.conversation_id):
@@ -193,6 +197,8 @@ class ChatService:
             # No usage from the server: estimate from the counts already known, so a long history is
             # not tokenised again (every message's count was taken once, when it was stored).
             usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
+            if before_store is not None:
+                await before_store()
             await self._finish(request, model, day, window, user_turn, text, usage)
             yield TurnDone(text, finish.reason, usage, model.name)
 

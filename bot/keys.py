@@ -71,6 +71,10 @@ class Keys:
         playground can still read what browsers stored)."""
         return f"{self.prefix}:browser-secret"
 
+    def request_budget(self) -> str:
+        """Hash: the token bucket of Discord requests every process on this bot token spends from."""
+        return f"{self.prefix}:discord:budget"
+
     def pattern(self) -> str:
         """Matches every key of this prefix (for tests and maintenance scans)."""
         return f"{self.prefix}:*"

@@ -158,7 +158,7 @@ class Chat(commands.Cog):
                 )
             except DownloadFailed as exc:  # nothing asked, nothing stored: the user may simply send it again
                 log.info("Message %s not answered: %s", message.id, exc)
-                await message.reply(exc.user_message, mention_author=False)
+                await self.bot.requests.reply(message, exc.user_message)
                 return
         text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
         note = f"*(I can only read text, so I ignored {name_list(ignored)}.)*" if ignored else None
@@ -178,7 +178,7 @@ class Chat(commands.Cog):
                 log.debug("Message %s skipped: %s", message.id, exc)
             else:
                 log.warning("Could not claim message %s: %s", message.id, exc)
-                await message.reply(exc.user_message, mention_author=False)
+                await self.bot.requests.reply(message, exc.user_message)
             return False
         return True
 
@@ -186,7 +186,7 @@ class Chat(commands.Cog):
         """A reply that starts no turn (a hint, a note, a refusal), claimed first like a turn, so a
         replayed event or a second process never answers it twice."""
         if claimed or await self.claim(message):
-            await message.reply(bounded(text), mention_author=False)
+            await self.bot.requests.reply(message, bounded(text))
 
     def chat_request(
         self, message: discord.Message, text: str, *, claim: bool = True, bot_thread: bool = False

@@ -28,6 +28,7 @@ async def test_odd_text_is_answered_and_stored_exactly(chat_bot, world, text) ->
         await chat.dc.wait_for(lambda r: str((r.json or {}).get("content", "")).endswith(ending))
         shown = "".join(m["content"] for m in chat.dc.bot_messages(world.channel_id))
         assert shown.replace("\n", "").replace(" ", "") == f"echo: {text.strip()}".replace(" ", "")
+        await chat.settled(world.channel_id)
         user_turn, answer = await chat.stored_turns(world.channel_id)
         assert user_turn["content"] == text.strip() and answer["content"] == f"echo: {text.strip()}"
 
