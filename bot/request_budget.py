@@ -16,7 +16,6 @@ that still keeps the processes together within the budget.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -44,7 +43,6 @@ local wait = 0
 if tokens < 0 then wait = math.ceil(-tokens * 1000 / rate) end
 return {want, wait}
 """
-REDIS_TIMEOUT_S = 0.5  # a lease slower than this counts as Redis being away: use the local bucket
 RETRY_REDIS_S = 5.0  # how long the local bucket is used before Redis is asked again
 
 
@@ -95,11 +93,13 @@ class RequestBudget:
             granted, wait = self.local.lease(want)
         else:
             try:
-                async with asyncio.timeout(REDIS_TIMEOUT_S):
-                    reply = await self.redis.eval(LEASE_LUA, 1, self.key, self.rate, self.burst, want)
+                # No timeout of its own: a slow lease under load (a busy pool) is still the shared
+                # bucket, while spending locally then would add this process's share to the others'.
+                # A Redis that is down fails fast (connection refused) or at the client's timeouts.
+                reply = await self.redis.eval(LEASE_LUA, 1, self.key, self.rate, self.burst, want)
                 granted, wait = int(reply[0]), int(reply[1]) / 1000
                 self.leases += 1
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError) as exc:
                 log.warning(
                     "Discord request budget: Redis unavailable (%s); this process uses its share of the "
                     "budget locally for %.0f s",
