@@ -88,7 +88,7 @@ class Voice(commands.Cog):
                 now=services.chat.clock(),
             )
             if not self.bot.settings.voice.enabled:
-                await message.reply(VOICE_OFF, mention_author=False)
+                await self.bot.requests.reply(message, VOICE_OFF)
                 return
             audio = self.accept(attachment)
             async with message.channel.typing():
@@ -100,13 +100,14 @@ class Voice(commands.Cog):
                 log.debug("Voice message %s skipped: %s", message.id, exc)
                 return
             log.info("Voice message %s not transcribed: %s", message.id, exc, exc_info=exc.__cause__ is not None)
-            await message.reply(exc.user_message, mention_author=False)
+            await self.bot.requests.reply(message, exc.user_message)
             return
+        # Through the request budget, like every message the bot sends on its own (cogs/utils/budget.py).
         for index, piece in enumerate(quoted(heard.text)):
             if index == 0:
-                await message.reply(piece, mention_author=False)
+                await self.bot.requests.reply(message, piece)
             else:
-                await message.channel.send(piece)
+                await self.bot.requests.post(message.channel, message.channel.id, piece)
         # An audio file may come with typed words ("what's this song about?"): they go first.
         typed = readable_text(message, self.bot.user.id)
         text = f"{typed}\n\n{heard.text}" if typed else heard.text
