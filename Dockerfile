@@ -13,6 +13,7 @@ RUN pip install -r requirements.txt
 
 COPY bot/ bot/
 COPY cogs/ cogs/
+COPY playground/ playground/
 COPY config.toml .
 # The embedded Redis (used when REDIS_URL is unset) keeps its data here; mount a volume on it.
 RUN mkdir -p /app/data && chown bot:bot /app/data

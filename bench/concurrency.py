@@ -28,6 +28,7 @@ from bench.env import (
     seed_history,
     servers,
 )
+from tests.standins.discord_recorder import RecordedRequest
 from tests.standins.discord_standin import DiscordStandin
 from tests.standins.model_server import Reply
 
@@ -64,15 +65,29 @@ def bot_config(key_prefix: str) -> dict[str, dict[str, Any]]:
 
 
 async def final_answer(dc: DiscordStandin, channel: int, start: int, timeout: float) -> float:
-    """When the complete answer arrived in ``channel`` (answers stream in at least two pieces, so
-    the complete one is always an edit)."""
-    request = await dc.recorder.wait_for(
-        lambda r: isinstance(r.json, dict) and r.json.get("content") == ANSWER_TEXT,
-        key=("edit_message", channel),
-        start=start,
-        timeout=timeout,
-    )
-    return request.at
+    """When the complete answer arrived in ``channel``: as the closing edit, or as the first message
+    when the answer was complete by the time its first slot in the request budget came."""
+    return (await final_request(dc, channel, start, timeout)).at
+
+
+async def final_request(dc: DiscordStandin, channel: int, start: int, timeout: float) -> RecordedRequest:
+    def complete(request: RecordedRequest) -> bool:
+        return isinstance(request.json, dict) and request.json.get("content") == ANSWER_TEXT
+
+    waits = [
+        asyncio.ensure_future(dc.recorder.wait_for(complete, key=(route, channel), start=start, timeout=timeout))
+        for route in ("create_message", "edit_message")
+    ]
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        found = [task.result() for task in done if task.exception() is None]
+        if not found:
+            raise next(task.exception() for task in done)  # type: ignore[misc]
+        return min(found, key=lambda r: r.index)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def settled(dc: DiscordStandin, channel: int, start: int, timeout: float) -> float | None:
@@ -82,7 +97,7 @@ async def settled(dc: DiscordStandin, channel: int, start: int, timeout: float) 
     answered = asyncio.ensure_future(final_answer(dc, channel, start, timeout))
     failed = asyncio.ensure_future(
         dc.recorder.wait_for(
-            lambda r: isinstance(r.json, dict) and r.json.get("content") != first_piece,
+            lambda r: isinstance(r.json, dict) and r.json.get("content") not in (first_piece, ANSWER_TEXT),
             key=("create_message", channel),
             start=start,
             timeout=timeout,

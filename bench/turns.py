@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.concurrency import wait_until_answering
+from bench.concurrency import final_request, wait_until_answering
 from bench.env import (
     ANSWER_TEXT,
     MODEL,
@@ -162,12 +162,7 @@ async def one_turn(
     clock.watch(posted["id"])
     record = (await model.wait_for_requests(served + 1, timeout=30))[served]
     await record.finished.wait()
-    final = await dc.recorder.wait_for(
-        lambda r: isinstance(r.json, dict) and r.json.get("content") == ANSWER_TEXT,
-        key=("edit_message", channel),
-        start=start,
-        timeout=30,
-    )
+    final = await final_request(dc, channel, start, timeout=30)
     first = await dc.wait_for_route("create_message", channel_id=channel, start=start)
     assert record.first_chunk_at is not None and record.last_chunk_at is not None
     assert clock.written_at is not None, "the MESSAGE_CREATE frame was never written"

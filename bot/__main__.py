@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import textwrap
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -16,13 +18,14 @@ import discord
 from bot.app import ChatBot
 from bot.check import run_checks
 from bot.config import ENV_VARS, Settings, load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StartupError
 from bot.services import open_services
 from bot.tuning import tune_gc
 
 log = logging.getLogger("bot")
 
 EXIT_CONFIG_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE_S = 5.0
 T = TypeVar("T")
@@ -31,17 +34,31 @@ COMMANDS = {
     "run": "connect to Discord and answer (the default)",
     "sync": "publish the slash commands to Discord, then exit (run after adding or changing commands)",
     "check": "check the config, the Discord token, Redis and the models, one line each; exit 1 if any fails",
+    "playground": "a local web chat on the same engine, to try personas (no Discord token needed)",
 }
 
 
+def help_table(rows: dict[str, str]) -> str:
+    """Names in one column, their descriptions wrapped in the next (a long name never runs into its text)."""
+    width = max(len(name) for name in rows) + 2
+    text_width = max(40, shutil.get_terminal_size((100, 24)).columns - width - 4)
+    lines = []
+    for name, text in rows.items():
+        wrapped = textwrap.wrap(text, text_width) or [""]
+        lines.append(f"  {name:<{width}}{wrapped[0]}")
+        lines.extend(f"  {'':<{width}}{more}" for more in wrapped[1:])
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
-    env_help = "\n".join(f"  {name:<20} {text}" for name, text in ENV_VARS.items())
-    command_help = "\n".join(f"  {name:<20} {text}" for name, text in COMMANDS.items())
     p = argparse.ArgumentParser(
         prog="python -m bot",
         description="A Discord chat bot on any OpenAI-compatible model, with history in Redis.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"commands:\n{command_help}\n\nenvironment variables (secrets come only from here):\n{env_help}",
+        epilog=(
+            f"commands:\n{help_table(COMMANDS)}\n\n"
+            f"environment variables (secrets come only from here):\n{help_table(ENV_VARS)}"
+        ),
     )
     p.add_argument("command", nargs="?", default="run", choices=COMMANDS, help="what to do (default: run)")
     p.add_argument(
@@ -50,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the settings file (default: ./config.toml); relative paths in it resolve against its folder",
     )
+    p.add_argument("--host", default="127.0.0.1", help="playground: the address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="playground: the port (default: 7860)")
     return p
 
 
@@ -62,9 +81,10 @@ async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
     assert task is not None
     signalled = False
 
-    def stop() -> None:
+    def stop(sig: signal.Signals) -> None:
         nonlocal signalled
         if not signalled:
+            log.info("%s received: stopping", sig.name)
             # Unwinding that hangs (discord.py waiting on a gateway that stopped answering its close
             # handshake) is cancelled again after a grace period; the embedded Redis still stops, in its
             # thread, which asyncio.run waits for. A second signal cuts it short at once.
@@ -73,7 +93,7 @@ async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
         task.cancel()
 
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, stop, sig)
     try:
         return await command
     except asyncio.CancelledError:
@@ -85,6 +105,18 @@ async def stoppable(command: Coroutine[Any, Any, T]) -> T | None:
             loop.remove_signal_handler(sig)
 
 
+def playground(settings: Settings, host: str, port: int) -> int:
+    """The web playground, if its optional dependencies are installed."""
+    from playground import REQUIREMENTS, missing_dependency
+
+    if missing := missing_dependency():
+        print(f"The playground needs {missing}: pip install -r {REQUIREMENTS}", file=sys.stderr)
+        return 1
+    from playground.server import main as serve_playground
+
+    return serve_playground(settings, host, port)
+
+
 async def run(settings: Settings) -> None:
     tune_gc()
     # SIGINT/SIGTERM cancel this (see stoppable) in every state, logging in, connecting or running: the
@@ -94,24 +126,48 @@ async def run(settings: Settings) -> None:
 
 
 async def sync(settings: Settings) -> None:
+    timeout_s = settings.discord.connect_timeout_s
     async with open_services(settings) as services, ChatBot(services) as bot:
+        bot.keep_trying = False  # a command run by hand reports an unreachable Discord instead of waiting
         await bot.login(settings.secrets.discord_token)  # runs setup_hook, which loads the cogs
-        commands = await bot.tree.sync()
+        try:
+            async with asyncio.timeout(timeout_s):
+                commands = await bot.tree.sync()
+        except TimeoutError:
+            raise StartupError(f"Discord did not answer the slash command upload within {timeout_s:g} s") from None
+        except discord.HTTPException as exc:
+            raise StartupError(f"Discord refused the slash commands ({exc.status}): {exc.text}") from None
+        except OSError as exc:
+            raise StartupError(f"cannot reach Discord to publish the slash commands: {exc}") from None
         print(f"Published {len(commands)} slash command(s): {', '.join(c.name for c in commands) or 'none'}")
+
+
+def setup_logging(level: str) -> None:
+    """discord.py's log setup, with colour only on a terminal (discord.py also colours inside Docker,
+    which puts escape codes in every log file and pipe)."""
+    handler = logging.StreamHandler()
+    formatter = None
+    if not handler.stream.isatty():
+        formatter = logging.Formatter("[{asctime}] [{levelname:<8}] {name}: {message}", "%Y-%m-%d %H:%M:%S", style="{")
+    discord.utils.setup_logging(
+        handler=handler, formatter=formatter or discord.utils.MISSING, level=getattr(logging, level.upper()), root=True
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, os.environ)
+        settings = load_settings(args.config, os.environ, discord=args.command != "playground")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    discord.utils.setup_logging(level=getattr(logging, settings.logging.level.upper()), root=True)
+    setup_logging(settings.logging.level)
     try:
         if args.command == "check":
             code = asyncio.run(stoppable(run_checks(settings, args.config, sys.stdout)))
             return 1 if code is None else code  # stopped before every check passed
+        if args.command == "playground":
+            return playground(settings, args.host, args.port)
         asyncio.run(stoppable(run(settings) if args.command == "run" else sync(settings)))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -126,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
-from discord.gateway import DiscordWebSocket
+from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 from discord.http import Route
+from discord.shard import Shard
 
 from bot.config import Settings
-from bot.errors import BotError
+from bot.deployment import discord_rest_base
+from bot.errors import BotError, StartupError
 from bot.health import HealthServer
 from bot.metrics import Metrics
+from bot.reachability import Backoff, network_cause
 from bot.services import Services
 from bot.tuning import throttle_ratelimit_sweep
+from cogs.utils.budget import RequestScheduler, build_scheduler
 from cogs.utils.options import InvalidOption, check_invocation
 from cogs.utils.text import bounded
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXTENSIONS = ("cogs.chat", "cogs.threads", "cogs.persona", "cogs.model", "cogs.usage", "cogs.voice", "cogs.spoken")
 # Mentions and DMs carry their content without the privileged Message Content intent.
@@ -43,7 +51,7 @@ def use_discord_endpoints(api_base: str | None, gateway_url: str | None) -> None
 
     discord.py keeps these as class attributes, so this is process-wide by nature."""
     if api_base:
-        Route.BASE = f"{api_base.rstrip('/')}/api/v10"
+        Route.BASE = discord_rest_base(api_base)
     if gateway_url:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
@@ -65,6 +73,43 @@ def tolerate_unpaired_surrogates() -> None:
 
     loads.tolerant = True  # type: ignore[attr-defined]
     discord.utils._from_json = loads
+
+
+# Gateway close codes no retry can fix (bad token, bad shard, disallowed intents).
+FATAL_CLOSE_CODES = {4004: "DISCORD_TOKEN was rejected", 4010: "SHARD_COUNT/SHARD_IDS are invalid",
+                     4011: "the bot needs more shards (raise SHARD_COUNT)", 4013: "the intents are invalid",
+                     4014: "a privileged intent is not enabled in the developer portal"}  # fmt: skip
+# Failures that mean "Discord is not reachable right now" rather than "Discord said no".
+UNREACHABLE = (OSError, aiohttp.ClientError, TimeoutError, ReconnectWebSocket, discord.DiscordServerError)
+
+
+def discord_failure(exc: BaseException, *, timeout_s: float) -> tuple[str, bool]:
+    """What went wrong reaching Discord, in a few words, and whether trying again may help."""
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code in FATAL_CLOSE_CODES:
+            return f"the gateway closed the connection ({exc.code}): {FATAL_CLOSE_CODES[exc.code]}", False
+        return f"the gateway closed the connection ({exc.code})", True
+    if isinstance(exc, discord.GatewayNotFound) and isinstance(exc.__cause__, discord.HTTPException):
+        exc = exc.__cause__
+    if isinstance(exc, discord.DiscordServerError):
+        return f"Discord answered {exc.status} (a server error)", True
+    if isinstance(exc, discord.HTTPException):
+        if exc.status == 404:
+            where = exc.response.url.path
+            return f"{where} answered 404: check DISCORD_API_BASE (the server's root, .../api or .../api/v10)", False
+        return f"Discord answered {exc.status}: {exc.text or exc.response.reason}", False
+    if isinstance(exc, ReconnectWebSocket):
+        return "the gateway sent no HELLO", True
+    return network_cause(exc, timeout_s=timeout_s) or f"{type(exc).__name__}: {exc}", True
+
+
+def quiet_voice_warnings() -> None:
+    """This bot has no voice features: discord.py's "PyNaCl (or davey) is not installed, voice will NOT
+    be supported" warnings read as breakage to whoever starts it. Say it once at DEBUG instead."""
+    voice = discord.VoiceClient
+    if voice.warn_nacl or voice.warn_dave:
+        log.debug("PyNaCl/davey not installed: discord.py voice is unavailable (this bot does not use it)")
+    voice.warn_nacl = voice.warn_dave = False
 
 
 NOT_IN_THIS_SERVER = "I'm not enabled in this server."
@@ -147,6 +192,7 @@ class ChatBot(commands.AutoShardedBot):
         secrets = services.settings.secrets
         use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
         # Several processes share the shards (SHARD_COUNT/SHARD_IDS); all their state is in Redis.
+        quiet_voice_warnings()
         if secrets.shard_count is not None:
             options.setdefault("shard_count", secrets.shard_count)
         if secrets.shard_ids is not None:
@@ -166,6 +212,85 @@ class ChatBot(commands.AutoShardedBot):
         self.settings = services.settings
         self.metrics: Metrics = services.metrics
         self.health: HealthServer | None = None
+        # `python -m bot` waits for Discord (a container may start before its network); `sync` and
+        # `check` report it once instead.
+        self.keep_trying = True
+        # Every REST request the bot makes on its own goes through this (cogs/utils/budget.py).
+        self.requests: RequestScheduler = build_scheduler(self.settings, services.redis, services.keys, self.http)
+
+    async def reach_discord(self, what: str, where: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` (one request or connection to Discord), each try bounded by
+        ``discord.connect_timeout_s``. While Discord is unreachable, log one line per attempt and try
+        again with backoff (``keep_trying``), else raise ``StartupError``; a refusal is raised at once.
+        Cancelling the task (SIGTERM) or closing the bot stops it in any state."""
+        timeout_s = self.settings.discord.connect_timeout_s
+        backoff = Backoff()
+        while not self.is_closed():
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await attempt()
+            except (*UNREACHABLE, discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed) as exc:
+                if isinstance(exc, discord.ConnectionClosed) and exc.code == 4014:
+                    raise discord.PrivilegedIntentsRequired(exc.shard_id) from None
+                cause, transient = discord_failure(exc, timeout_s=timeout_s)
+            if not (transient and self.keep_trying):
+                raise StartupError(f"cannot {what} at {where}: {cause}")
+            delay = backoff.next_delay()
+            log.warning("Cannot %s at %s: %s; trying again in %.0f s", what, where, cause, delay)
+            await asyncio.sleep(delay)
+        raise asyncio.CancelledError  # closed while connecting: stopped, not failed
+
+    async def login(self, token: str) -> None:
+        async def attempt() -> None:
+            try:
+                await super(ChatBot, self).login(token)
+            except BaseException:
+                # discord.py opens a session (and connector) per login and cannot reuse a closed one.
+                await self.http.close()
+                self.http.connector = discord.utils.MISSING
+                raise
+
+        await self.reach_discord("log in to Discord", Route.BASE, attempt)
+
+    async def launch_shards(self) -> None:
+        """discord.py's, with the gateway lookup retried like the login."""
+        if self.is_closed():
+            return
+        if self.shard_count is None:
+            count, url, _limits = await self.reach_discord(
+                "ask Discord for the gateway", Route.BASE, self.http.get_bot_gateway
+            )
+            self.shard_count, gateway = count, yarl.URL(url)
+        else:
+            gateway = DiscordWebSocket.DEFAULT_GATEWAY
+        self._connection.shard_count = self.shard_count
+        shard_ids = self.shard_ids or range(self.shard_count)
+        self._connection.shard_ids = shard_ids
+        for shard_id in shard_ids:
+            await self.launch_shard(gateway, shard_id, initial=shard_id == shard_ids[0])
+
+    async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
+        """discord.py's retries every 5 s for ever, even after close(), logging a traceback each time;
+        this one backs off, logs one line per attempt and stops when the bot is closed or cancelled."""
+        first = True
+
+        async def attempt() -> DiscordWebSocket:
+            nonlocal first
+            # Only a process's first IDENTIFY may skip discord.py's 5 s identify spacing.
+            is_first, first = first, False
+            return await DiscordWebSocket.from_client(
+                self, initial=initial and is_first, gateway=gateway, shard_id=shard_id
+            )
+
+        ws = await self.reach_discord(f"connect shard {shard_id} to the gateway", str(gateway), attempt)
+        shards, queue = self._shard_registry()
+        shards[shard_id] = shard = Shard(ws, self, queue.put_nowait)
+        shard.launch()
+
+    def _shard_registry(self) -> tuple[dict[int, Shard], asyncio.PriorityQueue[Any]]:
+        """AutoShardedClient's private shard map and event queue, which launch_shard fills (a test
+        notices if discord.py renames them)."""
+        return self._AutoShardedClient__shards, self._AutoShardedClient__queue  # type: ignore[attr-defined]
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         """Serve /healthz and /metrics (when enabled) from before the gateway connects: a probe sees
@@ -179,6 +304,7 @@ class ChatBot(commands.AutoShardedBot):
             await self.health.close()
             self.health = None
         await super().close()
+        await self.requests.close()
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:

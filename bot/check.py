@@ -8,22 +8,28 @@ when every check passes, 1 otherwise. Secrets are never printed: every line is s
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import wave
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import discord
 import openai
-from redis.exceptions import RedisError
+from discord.http import Route
+from redis.exceptions import RedisClusterException, RedisError
 
-from bot.app import intents_for, use_discord_endpoints
+from bot.app import UNREACHABLE, discord_failure, intents_for, use_discord_endpoints
 from bot.catalog import DEFAULT_PROVIDER, ModelOption, offered_models
 from bot.config import Settings, SpokenReply
-from bot.errors import ConfigError
-from bot.llm import build_client
+from bot.deployment import discord_site
+from bot.errors import ConfigError, ModelTimeout, ModelUnavailable
+from bot.llm import build_client, model_error
+from bot.reachability import network_cause
 from bot.services import build_speech_client, build_transcription_client
 from bot.storage import open_redis
 
@@ -131,22 +137,31 @@ async def check_discord(settings: Settings, report: Report) -> str:
     secrets = settings.secrets
     use_discord_endpoints(secrets.discord_api_base, secrets.discord_gateway_url)
     async with discord.Client(intents=intents_for(settings)) as client:
+        timeout_s = settings.discord.connect_timeout_s
         try:
-            await client.login(secrets.discord_token)
+            async with asyncio.timeout(timeout_s):
+                await client.login(secrets.discord_token)
+                app = await client.application_info()
         except discord.LoginFailure:
             raise CheckFailed("Discord rejected DISCORD_TOKEN (401): copy the token again from the portal") from None
-        except (discord.HTTPException, OSError) as exc:
-            raise CheckFailed(f"cannot log in to Discord: {type(exc).__name__}: {exc}") from None
+        except (*UNREACHABLE, discord.HTTPException) as exc:
+            cause, _ = discord_failure(exc, timeout_s=timeout_s)  # the words `python -m bot` logs
+            raise CheckFailed(f"cannot log in to Discord at {Route.BASE}: {cause}") from None
         assert client.user is not None
-        app = await client.application_info()
     name = f"{client.user} (id {client.user.id})"
-    url = discord.utils.oauth_url(app.id, permissions=PERMISSIONS, scopes=SCOPES)
+    url = invite_url(app.id, secrets.discord_api_base)
     report.note("", "invite", url)
     status, check, text = intents_line(app.flags, intents_for(settings))
     if status == "WARN":  # Discord would refuse the gateway connection (4014): the bot cannot run
         raise CheckFailed(f"logged in as {name}, but {text}")
     report.note(status, check, text)
     return f"logged in as {name}"
+
+
+def invite_url(app_id: int, api_base: str | None) -> str:
+    """The invite link, on the Discord-compatible server's own site when DISCORD_API_BASE is set."""
+    url = discord.utils.oauth_url(app_id, permissions=PERMISSIONS, scopes=SCOPES)
+    return url.replace("https://discord.com", discord_site(api_base), 1)
 
 
 def intents_line(flags: discord.ApplicationFlags, intents: discord.Intents) -> tuple[str, str, str]:
@@ -180,9 +195,10 @@ async def check_redis(settings: Settings, report: Report) -> str:
             persistence = _one_node(await handle.client.info("persistence"))
     except ConfigError as exc:
         raise CheckFailed(str(exc)) from None
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:  # a cluster's is not a RedisError
         where = where_is(secrets.redis_url) if secrets.redis_url else "embedded"
-        raise CheckFailed(f"cannot reach Redis at {where}: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split())  # one line, whatever redis-py put in it
+        raise CheckFailed(f"cannot reach Redis at {where}: {type(exc).__name__}: {detail}") from None
     if not int(persistence.get("aof_enabled", 0)):
         report.note("WARN", "redis", "AOF is off: a restart loses recent history (set appendonly yes)")
     return f"Redis {server.get('redis_version', '?')} at {handle.description}, ping {latency_ms:.1f} ms"
@@ -213,7 +229,32 @@ async def check_transcription(settings: Settings, report: Report) -> str:
     client = own or build_client(settings.model, secrets.openai_api_key, secrets.openai_base_url)
     key_name = "TRANSCRIPTION_API_KEY" if own is not None else "OPENAI_API_KEY"
     async with client:
-        return await _model_offered(client.with_options(max_retries=0), settings.voice.model, key_name)
+        client = client.with_options(max_retries=0)
+        await _model_offered(client, settings.voice.model, key_name, chat=False)  # fails if listed elsewhere
+        return await _transcribes(client, settings.voice.model, key_name)
+
+
+TEST_CLIP_S = 0.5
+
+
+def silent_wav(seconds: float = TEST_CLIP_S, rate: int = 16_000) -> bytes:
+    """A short, silent, real WAV file (16-bit mono PCM): any transcription server can read it."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as clip:
+        clip.setnchannels(1)
+        clip.setsampwidth(2)
+        clip.setframerate(rate)
+        clip.writeframes(b"\x00\x00" * int(seconds * rate))
+    return out.getvalue()
+
+
+async def _transcribes(client: openai.AsyncOpenAI, model: str, key_name: str) -> str:
+    """A real transcription of a tiny silent clip: what voice messages need, whatever models the server
+    lists (a chat request would pass on a server with no audio endpoint)."""
+    where = where_is(str(client.base_url))
+    with _model_errors(where, key_name, f"a {model} transcription"):
+        await client.audio.transcriptions.create(model=model, file=("check.wav", silent_wav(), "audio/wav"))
+    return f"{model} transcribed a {TEST_CLIP_S:g} s test clip at {where}"
 
 
 async def check_speech(settings: Settings) -> str:
@@ -230,7 +271,7 @@ async def _model_offered(client: openai.AsyncOpenAI, model: str, key_name: str, 
     """The server lists its models; a server that cannot list them gets a 1-token request instead
     (chat models; a speech server that lists none is taken at its word)."""
     where = where_is(str(client.base_url))
-    try:
+    with _model_errors(where, key_name, model):
         try:
             offered = [m.id async for m in client.models.list()]
         except openai.NotFoundError:
@@ -240,16 +281,28 @@ async def _model_offered(client: openai.AsyncOpenAI, model: str, key_name: str, 
                 model=model, messages=[{"role": "user", "content": "ping"}], max_completion_tokens=1
             )
             return f"{model} answered a 1-token request at {where}"
-    except openai.AuthenticationError:
-        raise CheckFailed(f"the server at {where} rejected {key_name} (401)") from None
-    except openai.APIStatusError as exc:
-        raise CheckFailed(f"the server at {where} answered {exc.status_code} for {model}") from None
-    except openai.APIError as exc:
-        raise CheckFailed(f"cannot reach {where}: {type(exc).__name__}") from None
     if model not in offered:
         shown = ", ".join(sorted(offered)[:10]) + (", …" if len(offered) > 10 else "")
         raise CheckFailed(f"{model} is not offered at {where} (it offers: {shown or 'nothing'})")
     return f"{model} is offered at {where}"
+
+
+@contextmanager
+def _model_errors(where: str, key_name: str, what: str) -> Iterator[None]:
+    """The SDK's errors as one line each, classified as a chat turn classifies them (bot/llm.py): a
+    refused connection or a name that does not resolve is "cannot reach", not the SDK's timeout."""
+    try:
+        yield
+    except openai.AuthenticationError:
+        raise CheckFailed(f"the server at {where} rejected {key_name} (401)") from None
+    except openai.APIStatusError as exc:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        said = f": {body['message']}" if isinstance(body.get("message"), str) else ""
+        raise CheckFailed(f"the server at {where} answered {exc.status_code} for {what}{said}") from None
+    except openai.APIError as exc:
+        error = model_error(exc)
+        cause = network_cause(exc) if isinstance(error, ModelUnavailable | ModelTimeout) else None
+        raise CheckFailed(f"cannot reach {where}: {cause or error}") from None
 
 
 def where_is(url: str) -> str:

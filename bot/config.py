@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalog import ModelOption, Provider, check_catalog, provider_keys, uses_default_provider
-from bot.deployment import check_redis_url, log_level, parse_shards
+from bot.deployment import check_discord_api_base, check_redis_url, log_level, parse_shards
 from bot.errors import ConfigError
 
 # Discord's text inputs take at most 4,000 characters; a custom prompt is capped at or below that.
@@ -88,6 +88,14 @@ class DiscordSettings:
     # Discord's privileged Message Content intent, as toggled in the developer portal: on, every
     # message in the bot's own /chat threads is answered without a mention.
     message_content: bool = False
+    # Each attempt to reach Discord (the REST login, a gateway connection) gives up after this long;
+    # `python -m bot` then tries again with backoff, `sync` and `check` report it and stop.
+    connect_timeout_s: float = 10.0
+    # The request budget: Discord allows a bot token about 50 REST requests per second in total. The
+    # bot's own requests are paced to this many per second plus a small burst (at 40: at most 42 in any
+    # one second, leaving room for delays on the way to Discord), shared by every process on the
+    # token. 0 turns the scheduler off.
+    requests_per_second: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +266,7 @@ class Secrets:
     tts_api_key: str | None = None
     shard_count: int | None = None  # unset: Discord's recommended count
     shard_ids: tuple[int, ...] | None = None  # unset: every shard in this process
+    playground_password: str | None = None  # required when the playground listens beyond loopback
     provider_keys: tuple[tuple[str, str], ...] = ()  # [[providers]] name -> key, from their api_key_env
 
     def provider_key(self, provider: str) -> str:
@@ -298,8 +307,14 @@ ENV_VARS = {
     "DISCORD_TOKEN": "the bot token from the Discord developer portal (required)",
     "OPENAI_API_KEY": "the model server's API key (required unless OPENAI_BASE_URL points at a keyless server)",
     "OPENAI_BASE_URL": "an OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama",
-    "REDIS_URL": "redis://host:port/db; unset: an embedded Redis stores data next to the config",
-    "DISCORD_API_BASE": "a Discord-compatible REST base, e.g. a Spacebar server (default Discord's)",
+    "REDIS_URL": (
+        "redis://host:port/db, rediss://... (TLS), unix:///path/redis.sock, or a Redis Cluster node: "
+        "redis+cluster://host:port (rediss+cluster:// for TLS); unset: an embedded Redis stores data next "
+        "to the config"
+    ),
+    "DISCORD_API_BASE": (
+        "a Discord-compatible server, e.g. Spacebar: its root, .../api or .../api/v9|v10 (default Discord's)"
+    ),
     "DISCORD_GATEWAY_URL": "a Discord-compatible gateway URL (default Discord's)",
     "TRANSCRIPTION_BASE_URL": "an OpenAI-compatible server for voice messages (default: the chat model's)",
     "TRANSCRIPTION_API_KEY": "that server's API key (default: none with TRANSCRIPTION_BASE_URL, else OPENAI_API_KEY)",
@@ -308,13 +323,15 @@ ENV_VARS = {
     "SHARD_COUNT": "total number of shards across all processes (default: Discord's recommendation)",
     "SHARD_IDS": "the shards this process runs, e.g. 0,1 (needs SHARD_COUNT; default: all)",
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR; overrides logging.level",
+    "PLAYGROUND_PASSWORD": "the playground's login password (required when it listens beyond 127.0.0.1)",
 }
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 
-def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
-    """Read and validate config.toml and the environment; raise ConfigError on the first problem."""
+def load_settings(path: str | Path, env: Mapping[str, str], *, discord: bool = True) -> Settings:
+    """Read and validate config.toml and the environment; raise ConfigError on the first problem.
+    ``discord=False`` (the playground) does without DISCORD_TOKEN."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -338,7 +355,7 @@ def load_settings(path: str | Path, env: Mapping[str, str]) -> Settings:
     check_catalog(model, models, values.get("providers", ()), values.get("tokens", TokenSettings()).margin, path.name)
     values["usage"] = _with_model_prices(values.get("usage", UsageSettings()), models)
     secrets = dataclasses.replace(
-        _secrets(env, needs_openai=uses_default_provider(model, models)),
+        _secrets(env, needs_openai=uses_default_provider(model, models), discord=discord),
         provider_keys=provider_keys(values.get("providers", ()), env),
     )
     settings = Settings(**values, secrets=secrets, base_dir=path.resolve().parent)
@@ -432,6 +449,7 @@ def _check_ranges(s: Settings, file: str) -> None:
         "model.timeout_s": s.model.timeout_s,
         "model.idle_timeout_s": s.model.idle_timeout_s,
         "model.connect_timeout_s": s.model.connect_timeout_s,
+        "discord.connect_timeout_s": s.discord.connect_timeout_s,
         "history.max_messages": s.history.max_messages,
         "history.ttl_days": s.history.ttl_days,
         "history.cache_conversations": s.history.cache_conversations,
@@ -445,6 +463,8 @@ def _check_ranges(s: Settings, file: str) -> None:
         "limits.guild_daily_tokens": s.limits.guild_daily_tokens,
         "limits.user_daily_tokens": s.limits.user_daily_tokens,
         "limits.user_turns": s.limits.user_turns,
+        "tokens.margin": s.tokens.margin,
+        "discord.requests_per_second": s.discord.requests_per_second,
         **{
             f"usage.prices[{p.model}]": min(
                 p.input_per_million, p.output_per_million, p.audio_per_minute, p.tts_per_million_chars
@@ -516,13 +536,13 @@ def _check_images(i: ImageSettings, file: str) -> None:
         raise ConfigError(f"{file}: images.keep_in_history must be 0 or more, got {i.keep_in_history}")
 
 
-def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
+def _secrets(env: Mapping[str, str], *, needs_openai: bool = True, discord: bool = True) -> Secrets:
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
 
     token = get("DISCORD_TOKEN")
-    if not token:
+    if not token and discord:
         raise ConfigError("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in it")
     base_url = get("OPENAI_BASE_URL")
     api_key = get("OPENAI_API_KEY")
@@ -533,11 +553,11 @@ def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
     shard_count, shard_ids = parse_shards(get("SHARD_COUNT"), get("SHARD_IDS"))
     redis_url = get("REDIS_URL")
     return Secrets(
-        discord_token=token,
+        discord_token=token or "",
         openai_api_key=api_key,
         openai_base_url=base_url,
         redis_url=check_redis_url(redis_url) if redis_url else None,
-        discord_api_base=get("DISCORD_API_BASE"),
+        discord_api_base=check_discord_api_base(api_base) if (api_base := get("DISCORD_API_BASE")) else None,
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
         transcription_base_url=get("TRANSCRIPTION_BASE_URL"),
         transcription_api_key=get("TRANSCRIPTION_API_KEY"),
@@ -545,4 +565,5 @@ def _secrets(env: Mapping[str, str], *, needs_openai: bool = True) -> Secrets:
         tts_api_key=get("TTS_API_KEY"),
         shard_count=shard_count,
         shard_ids=shard_ids,
+        playground_password=get("PLAYGROUND_PASSWORD"),
     )

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from bot.batch import Batch
-from bot.errors import ImagesNotRead
+from bot.errors import ImagesNotRead, ModelError, StorageUnavailable
 from bot.history import HistoryStore, ImageRef, Turn, Window, api_name
 from bot.images import PreparedImage
 from bot.limits import Limits
@@ -31,6 +32,8 @@ from bot.summary import Summarizer, Summary, SummaryJob, SummaryStore, first_uns
 from bot.threads import BotThreads
 from bot.tokens import TokenCounter
 from bot.usage import UsageStore, day_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class TurnDone:
     text: str
     finish_reason: str
     usage: Usage
+    model: str = ""  # the model that answered (each server may pick its own)
     ignored_images: tuple[str, ...] = ()  # names of images the chosen model (text-only) was not shown
 
 
@@ -146,9 +150,13 @@ class ChatService:
     def counter(self) -> TokenCounter:
         return self.registry.default.counter
 
-    async def turn(self, request: ChatRequest) -> AsyncIterator[TurnStarted | str | TurnDone]:
+    async def turn(
+        self, request: ChatRequest, *, before_store: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[TurnStarted | str | TurnDone]:
         """Yield ``TurnStarted`` once the turn is allowed, the answer's text deltas, then ``TurnDone``.
-        Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written."""
+        Raises ``BotError`` subclasses (some ``silent``); after an error no history has been written.
+        ``before_store`` is awaited once the answer is complete, before it is stored: the caller shows
+        it there first (its exception aborts the turn: an answer nobody saw is not history)."""
         request = request.cleaned()  # where a message enters the engine: nothing later may choke on it
         # Taking the lock is the first await, so turns queue in the order their messages arrived.
         async with self.locks.hold(request.conversation_id):
@@ -205,21 +213,28 @@ class ChatService:
             yield TurnStarted()
             parts: list[str] = []
             finish: Finish | None = None
-            async for event in model.chat.stream(messages):
-                if isinstance(event, Finish):
-                    finish = event
-                else:
-                    parts.append(event)
-                    yield event
+            try:
+                async for event in model.chat.stream(messages):
+                    if isinstance(event, Finish):
+                        finish = event
+                    else:
+                        parts.append(event)
+                        yield event
+            except ModelError:
+                if parts:  # the server bills the tokens it generated before the break
+                    await self._record_interrupted(request, model, day, prompt_tokens, "".join(parts))
+                raise
             assert finish is not None  # ChatModel.stream raises when the stream has no finish
             text = "".join(parts)
             # No usage from the server: estimate from the counts already known, so a long history is
             # not tokenised again (every message's count was taken once, when it was stored).
             usage = finish.usage or Usage(prompt_tokens, model.counter.count(text), estimated=True)
+            if before_store is not None:
+                await before_store()
             # Turns no summary covers yet stay stored (past max_messages) until one does.
             keep = len(window.turns) - first + 2 if self.summaries else 0
             await self._finish(request, model, day, window, user_turn, new_images, text, usage, keep)
-            yield TurnDone(text, finish.reason, usage, ignored)
+            yield TurnDone(text, finish.reason, usage, model.name, ignored)
             # Here the answer is delivered (the caller asked for what follows TurnDone) and stored.
             if self.summarizer is not None and text.strip():
                 self._fold_later(request, model, day, window, summary, first, prompt.shown_from)
@@ -277,6 +292,23 @@ class ChatService:
         if request.bot_thread and self.threads is not None:
             batch.add(self.threads.queue_refresh(request.conversation_id))
         await batch.execute()
+
+    async def _record_interrupted(
+        self, request: ChatRequest, model: ServedModel, day: str, prompt_tokens: int, text: str
+    ) -> None:
+        """An interrupted answer's usage, estimated (the server sends usage only at the end): the
+        prompt and the text that came. No history is written: the answer is not stored."""
+        usage = Usage(prompt_tokens, model.counter.count(text), estimated=True)
+        batch = Batch(self.redis, observe=self.observe_redis)
+        batch.add(
+            self.usage.queue_record(
+                guild_id=request.guild_id, user_id=request.author_id, model=model.name, day=day, usage=usage
+            )
+        )
+        try:
+            await batch.execute()
+        except StorageUnavailable as exc:  # the user hears about the model; the lost count is logged
+            log.warning("Could not record the usage of an interrupted answer: %s", exc)
 
     def _fold_later(
         self,

@@ -5,6 +5,7 @@ Each parser raises one ``ConfigError`` naming the variable, like the rest of the
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
@@ -41,12 +42,49 @@ def parse_shards(count: str | None, ids: str | None) -> tuple[int | None, tuple[
 
 
 def check_redis_url(url: str) -> str:
-    """Refuse a REDIS_URL redis-py would misread (a typo'd scheme would otherwise fail much later)."""
-    scheme = urlsplit(url).scheme
-    if scheme not in REDIS_SCHEMES:
+    """Refuse a REDIS_URL redis-py would misread (a typo'd scheme or port would otherwise fail much
+    later, as a traceback)."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
         expected = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
-        raise ConfigError(f"REDIS_URL must start with one of {expected} (got {scheme or 'no'} scheme)")
+        raise ConfigError(f"REDIS_URL must start with one of {expected} (got {parts.scheme or 'no'} scheme)")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        raise ConfigError(f"REDIS_URL has a port that is not a number from 0 to 65535: {port!r}") from None
     return url
+
+
+# DISCORD_API_BASE may name the server's root, its /api, or a versioned /api/vN (Spacebar's docs give
+# that form); discord.py wants the versioned one.
+_API_VERSION = re.compile(r"/api/v\d+$")
+DISCORD_API_VERSION = "v10"
+
+
+def discord_rest_base(api_base: str) -> str:
+    """The REST base discord.py's routes hang off, from any of the forms DISCORD_API_BASE accepts."""
+    base = api_base.rstrip("/")
+    if _API_VERSION.search(base):
+        return base
+    if base.endswith("/api"):
+        return f"{base}/{DISCORD_API_VERSION}"
+    return f"{base}/api/{DISCORD_API_VERSION}"
+
+
+def check_discord_api_base(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"DISCORD_API_BASE must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def discord_site(api_base: str | None) -> str:
+    """The web address invite links start with: Discord's, or the Discord-compatible server's root."""
+    if not api_base:
+        return "https://discord.com"
+    parts = urlsplit(api_base)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def is_cluster_url(url: str | None) -> bool:

@@ -25,6 +25,11 @@ class ConfigError(BotError):
     """The configuration is invalid; raised at start-up with the key path and what is expected."""
 
 
+class StartupError(BotError):
+    """Start-up cannot go on (Discord refused a request, or ``sync`` could not reach it): one line for
+    the operator, exit code 1."""
+
+
 class StorageUnavailable(BotError):
     user_message = "I can't reach my storage right now, so I can't answer. Please try again shortly."
 

@@ -73,6 +73,20 @@ class Keys:
         """Present while the user has already been told to wait in this window."""
         return f"{self.prefix}:rate:{{{user_id}}}:notice"
 
+    def playground(self) -> Keys:
+        """The web playground's own key space (``<prefix>:playground:``): its conversations, personas,
+        usage and rate windows never mix with Discord's, whatever the ids."""
+        return Keys(f"{self.prefix}:playground")
+
+    def browser_secret(self) -> str:
+        """The secret the playground encrypts each browser's session id with (kept, so a restarted
+        playground can still read what browsers stored)."""
+        return f"{self.prefix}:browser-secret"
+
+    def request_budget(self) -> str:
+        """Hash: the token bucket of Discord requests every process on this bot token spends from."""
+        return f"{self.prefix}:discord:budget"
+
     def pattern(self) -> str:
         """Matches every key of this prefix (for tests and maintenance scans)."""
         return f"{self.prefix}:*"

@@ -63,9 +63,18 @@ def build_client(settings: ModelSettings, api_key: str, base_url: str | None) ->
     )
 
 
+# The SDK's retry rules (retryable statuses, its backoff: 0.5 s doubling up to 8 s), applied by ChatModel.
+RETRY_STATUSES = frozenset({408, 409, 429})
+RETRY_FIRST_WAIT_S = 0.5
+RETRY_MAX_WAIT_S = 8.0
+
+
 class ChatModel:
     def __init__(self, client: openai.AsyncOpenAI, settings: ModelSettings) -> None:
-        self.client = client
+        # Retries are ChatModel's, not the SDK's: the SDK sleeps out a Retry-After even past the
+        # answer's deadline (the user then hears "took too long" instead of "rate-limited"), and cannot
+        # retry a stream whose connection dropped after the 200 but before any text.
+        self.client = client.with_options(max_retries=0)
         self.settings = settings
 
     def request_params(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,9 +95,31 @@ class ChatModel:
 
     async def stream(self, messages: list[dict[str, Any]]) -> AsyncIterator[str | Finish]:
         """Yield text deltas, then one ``Finish``. Raises a ``ModelError`` subclass on any failure,
-        including a stream that ends without a finish reason (the SDK raises nothing for that)."""
+        including a stream that ends without a finish reason (the SDK raises nothing for that).
+
+        A failed attempt is retried (up to ``max_retries``) while nothing has been shown and the wait
+        fits before the deadline; a wait that does not fit (a long Retry-After) fails at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout_s
+        for attempt in range(self.settings.max_retries + 1):
+            shown = False
+            try:
+                async with contextlib.aclosing(self._attempt(messages, deadline)) as events:
+                    async for event in events:
+                        shown = shown or isinstance(event, str)
+                        yield event
+                return
+            except ModelError as error:
+                wait = None if shown or attempt == self.settings.max_retries else retry_wait(error, attempt)
+                if wait is None or loop.time() + wait >= deadline:
+                    raise
+                log.info("Model request failed (%s); retry %d of %d in %.1f s", error, attempt + 1,
+                         self.settings.max_retries, wait)  # fmt: skip
+            await asyncio.sleep(wait)
+
+    async def _attempt(self, messages: list[dict[str, Any]], deadline: float) -> AsyncIterator[str | Finish]:
+        """One request and its stream, within the answer's deadline."""
+        loop = asyncio.get_running_loop()
         finish_reason: str | None = None
         usage: Usage | None = None
         streaming = False
@@ -195,8 +226,32 @@ def transport_cause(exc: BaseException) -> aiohttp.ClientError | None:
     return found
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
+def retry_wait(error: ModelError, attempt: int) -> float | None:
+    """How long to wait before trying a failed attempt again, or None when trying again cannot help.
+    Retried, as the SDK would: a connection that failed or dropped before any text (also after the 200
+    headers), 408, 409, 429 (not out of quota), 5xx. Not retried: our own timeouts, refusals, and a
+    stream that broke any other way."""
+    cause = error.__cause__
+    backoff = min(RETRY_MAX_WAIT_S, RETRY_FIRST_WAIT_S * 2**attempt)
+    if isinstance(error, ModelQuotaExceeded) or isinstance(cause, TimeoutError):
         return None
+    if isinstance(cause, openai.APIStatusError):
+        if cause.response.headers.get("x-should-retry") == "false":
+            return None
+        if cause.status_code in RETRY_STATUSES or cause.status_code >= 500:
+            after = _retry_after(cause.response)
+            return backoff if after is None else after
+        return None
+    if transport_cause(error) is not None or isinstance(cause, openai.APIConnectionError):
+        return backoff
+    return None
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    """The server's wait, from ``retry-after-ms`` (OpenAI's) or ``Retry-After`` in seconds."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(response.headers.get(header, "")) * scale
+        except ValueError:
+            continue
+    return None

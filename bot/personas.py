@@ -67,11 +67,15 @@ class ActivePersona:
 
     def render(self, *, bot_name: str, guild_name: str | None, today: dt.date) -> str:
         # Plain replacement, not str.format: custom prompts may contain braces of their own.
-        return (
-            self.prompt.replace("{date}", today.isoformat())
-            .replace("{bot_name}", bot_name)
-            .replace("{guild_name}", guild_name or "a direct message")
-        )
+        prompt = self.prompt.replace("{date}", today.isoformat()).replace("{bot_name}", bot_name)
+        if guild_name is None:  # a DM: "in the Discord server {guild_name}" must not name a server
+            prompt = prompt.replace(DM_PHRASE_IN, DM_PHRASE_OUT).replace("{guild_name}", "a direct message")
+        return prompt.replace("{guild_name}", guild_name or "")
+
+
+# How the built-in prompts (and prompts written like them) say where the bot is, and its DM wording.
+DM_PHRASE_IN = "the Discord server {guild_name}"
+DM_PHRASE_OUT = "a Discord direct message"
 
 
 def _field(channel_id: int) -> str:

@@ -55,7 +55,9 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, keys: Keys | None = None) -> AsyncIterator[Services]:
+    """``keys``: another key space for everything the services store (the playground's); default: the
+    configured prefix."""
     secrets = settings.secrets
     # The first use of a model's encoding may download it: off the event loop.
     counters = await asyncio.to_thread(load_counters, settings)
@@ -75,6 +77,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 speech_client=speech_client,
                 clients=clients,
                 counters=counters,
+                keys=keys,
             )
             yield services
         finally:
@@ -143,11 +146,13 @@ def build_services(
     *,
     clients: Mapping[str, openai.AsyncOpenAI] | None = None,
     counters: Mapping[str, TokenCounter] | None = None,
+    keys: Keys | None = None,
 ) -> Services:
     """Wire the services around already-open clients (start-up, tests and the benchmark share this).
     ``client`` is the default provider's; ``clients`` maps every provider to its own (missing ones
-    use ``client``), ``counters`` every model to its counter (missing ones use ``counter``)."""
-    keys = Keys(settings.redis.key_prefix)
+    use ``client``), ``counters`` every model to its counter (missing ones use ``counter``); ``keys``
+    another key space (the playground's) instead of the configured prefix."""
+    keys = keys or Keys(settings.redis.key_prefix)
     clients = {DEFAULT_PROVIDER: client, **(clients or {})}
     registry = ModelRegistry(
         (

@@ -19,7 +19,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bot.deployment import is_cluster_url, plain_redis_url
 from bot.embedded_redis import EmbeddedRedis
@@ -99,5 +99,5 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
     """Run a Redis call, turning connection failures into StorageUnavailable for the user."""
     try:
         return await call()
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:  # a cluster's is not a RedisError
         raise StorageUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc

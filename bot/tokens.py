@@ -34,7 +34,12 @@ def load_encoding(model: str, *, allow_download: bool) -> tiktoken.Encoding:
     try:
         return tiktoken.get_encoding(name)
     except Exception as exc:  # tiktoken raises plain network/IO errors when it cannot fetch its data
-        log.warning("Could not load tiktoken encoding %s (%s); counting tokens with cl100k_base", name, exc)
+        # One short line: the requests error behind it runs to several hundred characters of URLs and
+        # nested causes, which reads as a crash though nothing is wrong.
+        log.warning(
+            "Could not download tiktoken's %s encoding for %r (%s): using the bundled cl100k_base, an estimate",
+            name, model, type(exc).__name__,
+        )  # fmt: skip
         return tiktoken.get_encoding(OFFLINE_ENCODING)
 
 

@@ -20,8 +20,32 @@ from openai.types.audio.transcription import Transcription as ApiTranscription
 from openai.types.audio.transcription import UsageDuration
 
 from bot.config import VoiceSettings
-from bot.errors import AudioEmpty, AudioRejected, AudioTooLarge, AudioTooLong, ModelTimeout, NotAudio
+from bot.errors import (
+    AudioEmpty,
+    AudioRejected,
+    AudioTooLarge,
+    AudioTooLong,
+    ModelError,
+    ModelTimeout,
+    ModelUnavailable,
+    NotAudio,
+)
 from bot.llm import model_error
+
+# The chat model's sentences speak of answering; a failed transcription is about the audio.
+TRANSCRIPTION_WORDING: dict[type[ModelError], str] = {
+    ModelError: "The transcription server had a problem with that audio. Please try again in a moment.",
+    ModelTimeout: "Transcribing that took too long. Please try again.",
+    ModelUnavailable: "I can't reach the transcription server right now. Please try again shortly.",
+}
+
+
+def transcription_error(error: ModelError) -> ModelError:
+    """``error`` with the transcription wording of its sentence, where the chat one would mislead."""
+    if (wording := TRANSCRIPTION_WORDING.get(type(error))) is not None:
+        error.user_message = wording
+    return error
+
 
 # The file extensions the API accepts (it goes by the name), with the content type sent for each
 # when the attachment has none.
@@ -171,7 +195,9 @@ class Transcriber:
                     timeout=self._timeout,
                 )
         except TimeoutError as exc:
-            raise ModelTimeout(f"no transcript within {self.settings.timeout_s} s ({self.settings.model})") from exc
+            raise transcription_error(
+                ModelTimeout(f"no transcript within {self.settings.timeout_s} s ({self.settings.model})")
+            ) from exc
         except openai.BadRequestError as exc:
             raise AudioRejected(f"{exc.status_code}: {exc.message}") from exc
         except openai.APIStatusError as exc:
@@ -179,9 +205,9 @@ class Transcriber:
                 raise AudioRejected(
                     f"413: {exc.message}", user_message="That audio is too big for the transcription server."
                 ) from exc
-            raise model_error(exc) from exc
+            raise transcription_error(model_error(exc)) from exc
         except (openai.APIError, httpx2.HTTPError) as exc:
-            raise model_error(exc) from exc
+            raise transcription_error(model_error(exc)) from exc
         return Transcription(result.text.strip(), *self._length(result, len(data), seconds))
 
     @staticmethod

@@ -61,6 +61,21 @@ class UsageTotals:
         self.unpriced_models |= other.unpriced_models
 
 
+def _fields(model: str, usage: Usage | None, audio_seconds: float, spoken_chars: int = 0) -> dict[str, int]:
+    """The hash fields one request adds to a day."""
+    increments = {f"req:{model}": 1}
+    if usage is not None:
+        increments[f"in:{model}"] = usage.prompt_tokens
+        increments[f"out:{model}"] = usage.completion_tokens
+        if usage.estimated:
+            increments[f"est:{model}"] = 1
+    if audio_seconds:
+        increments[f"audio_ms:{model}"] = round(audio_seconds * 1000)
+    if spoken_chars:
+        increments[f"tts_chars:{model}"] = spoken_chars
+    return increments
+
+
 class UsageStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys, settings: UsageSettings) -> None:
         self.redis = redis
@@ -80,16 +95,7 @@ class UsageStore:
         spoken_chars: int = 0,
     ) -> Callable[[Pipeline], Callable[[list[Any]], None]]:
         """For ``Batch.add``: add one request's usage to the guild's and the user's day."""
-        increments = {f"req:{model}": 1}
-        if usage is not None:
-            increments[f"in:{model}"] = usage.prompt_tokens
-            increments[f"out:{model}"] = usage.completion_tokens
-            if usage.estimated:
-                increments[f"est:{model}"] = 1
-        if audio_seconds:
-            increments[f"audio_ms:{model}"] = round(audio_seconds * 1000)
-        if spoken_chars:
-            increments[f"tts_chars:{model}"] = spoken_chars
+        increments = _fields(model, usage, audio_seconds, spoken_chars)
 
         def queue(pipe: Pipeline) -> Callable[[list[Any]], None]:
             for key in (self.keys.guild_usage(guild_id, day), self.keys.user_usage(user_id, day)):
@@ -99,6 +105,11 @@ class UsageStore:
             return lambda replies: None
 
         return queue
+
+    def request_totals(self, model: str, usage: Usage | None = None, audio_seconds: float = 0.0) -> UsageTotals:
+        """One request's figures and estimated cost, priced exactly as the stored days are."""
+        fields = _fields(model, usage, audio_seconds)
+        return self.totals({name.encode(): str(value).encode() for name, value in fields.items()})
 
     async def record(self, **usage: Any) -> None:
         """Record one request in its own round trip (transcriptions and speech, which are not part of a turn)."""

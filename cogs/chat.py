@@ -88,8 +88,17 @@ class Chat(commands.Cog):
         self.access = Access(bot, bot.settings.access)
 
     async def accepts(self, message: discord.Message) -> bool:
-        """Is this message for the bot, and may it answer here?"""
-        return self.is_addressed(message) and await self.access.allows(message)
+        """Is this message for the bot, and may it answer here? With Message Content, every message
+        in the bot's own /chat threads is (voice messages too)."""
+        if not self.is_addressed(message) and not await self.in_own_thread_with_content(message):
+            return False
+        return await self.access.allows(message)
+
+    async def in_own_thread_with_content(self, message: discord.Message) -> bool:
+        """An unaddressed message the bot may still read and answer: one of its threads, with the intent."""
+        if not self.bot.settings.discord.message_content or message.author.bot:
+            return False
+        return message.type in CHAT_MESSAGE_TYPES and await self.in_bot_thread(message)
 
     def is_addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
@@ -160,7 +169,7 @@ class Chat(commands.Cog):
                     images, skipped = await fetch(selection, settings.images, timeout_s=timeout_s)
             except DownloadFailed as exc:  # nothing asked, nothing stored: the user may simply send it again
                 log.info("Message %s not answered: %s", message.id, exc)
-                await message.reply(exc.user_message, mention_author=False)
+                await self.bot.requests.reply(message, exc.user_message)
                 return
         text = "\n\n".join(part for part in (readable_text(message, self.bot.user.id), *files) if part)
         notes = [
@@ -185,7 +194,7 @@ class Chat(commands.Cog):
                 log.debug("Message %s skipped: %s", message.id, exc)
             else:
                 log.warning("Could not claim message %s: %s", message.id, exc)
-                await message.reply(exc.user_message, mention_author=False)
+                await self.bot.requests.reply(message, exc.user_message)
             return False
         return True
 
@@ -193,7 +202,7 @@ class Chat(commands.Cog):
         """A reply that starts no turn (a hint, a note, a refusal), claimed first like a turn, so a
         replayed event or a second process never answers it twice."""
         if claimed or await self.claim(message):
-            await message.reply(bounded(text), mention_author=False)
+            await self.bot.requests.reply(message, bounded(text))
 
     def chat_request(
         self,

@@ -10,7 +10,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.personas import Scope
-from cogs.utils.checks import require_persona_permission
+from cogs.utils.checks import require_scope_permission
+from cogs.utils.text import bounded
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -68,21 +69,21 @@ class Models(commands.Cog):
             + (" ← active here" if served.name == active.model.name else "")
             for served in self.store.registry
         ]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(bounded("\n".join(lines)), ephemeral=True)  # many models
 
     @model.command(name="show")
     async def model_show(self, interaction: discord.Interaction) -> None:
         """Show the model that answers in this channel, and where that choice comes from."""
         active = await self._active(interaction)
         await interaction.response.send_message(
-            f"Model here: {where_from(active)}.\n{describe(active.model)}", ephemeral=True
+            bounded(f"Model here: {where_from(active)}.\n{describe(active.model)}"), ephemeral=True
         )
 
     @model.command(name="set")
     @app_commands.describe(name="The model to use", scope="The whole server (default) or only this channel")
     async def model_set(self, interaction: discord.Interaction, name: str, scope: Scope = Scope.GUILD) -> None:
         """Choose the model for this server, or for this channel only."""
-        require_persona_permission(interaction, scope)
+        require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         served = await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
         where = "this server" if scope is Scope.GUILD else "this channel"
@@ -106,7 +107,7 @@ class Models(commands.Cog):
     @app_commands.describe(scope="The server's model (default) or this channel's override")
     async def model_reset(self, interaction: discord.Interaction, scope: Scope = Scope.GUILD) -> None:
         """Go back to the default model, or remove this channel's override."""
-        require_persona_permission(interaction, scope)
+        require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         removed = await self.store.reset(interaction.guild_id, scope, interaction.channel_id)
         if scope is Scope.GUILD:

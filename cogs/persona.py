@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.personas import CUSTOM, Scope
-from cogs.utils.checks import require_persona_permission
+from cogs.utils.checks import require_scope_permission
 from cogs.utils.text import bounded, shorten
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Personas(commands.Cog):
     @app_commands.describe(name="The persona to use", scope="The whole server (default) or only this channel")
     async def persona_set(self, interaction: discord.Interaction, name: str, scope: Scope = Scope.GUILD) -> None:
         """Choose the persona for this server, or for this channel only."""
-        require_persona_permission(interaction, scope)
+        require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
         where = "this server" if scope is Scope.GUILD else "this channel"
@@ -134,7 +134,7 @@ class Personas(commands.Cog):
     @persona.command(name="custom")
     async def persona_custom(self, interaction: discord.Interaction) -> None:
         """Write this server's own persona prompt."""
-        require_persona_permission(interaction, Scope.GUILD)
+        require_scope_permission(interaction, Scope.GUILD)
         assert interaction.guild_id is not None
         current = await self.store.custom_prompt(interaction.guild_id)
         limit = self.bot.settings.personas.custom_max_chars
@@ -144,7 +144,7 @@ class Personas(commands.Cog):
     @app_commands.describe(scope="The server's persona (default) or this channel's override")
     async def persona_reset(self, interaction: discord.Interaction, scope: Scope = Scope.GUILD) -> None:
         """Go back to the default persona, or remove this channel's override."""
-        require_persona_permission(interaction, scope)
+        require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         removed = await self.store.reset(interaction.guild_id, scope, interaction.channel_id)
         if scope is Scope.GUILD:

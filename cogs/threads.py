@@ -13,7 +13,6 @@ from discord.ext import commands
 
 from bot.conversation import ChatRequest
 from bot.errors import BotError
-from cogs.chat import CHAT_MESSAGE_TYPES
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
 from cogs.utils.replies import answer
@@ -90,7 +89,8 @@ class Threads(commands.Cog):
         try:
             thread = await channel.create_thread(
                 name=thread_name(message, bot_name),
-                type=discord.ChannelType.public_thread,
+                # An announcement channel holds announcement threads only.
+                type=discord.ChannelType.news_thread if channel.is_news() else discord.ChannelType.public_thread,
                 auto_archive_duration=ARCHIVE_AFTER_MIN,
                 # The channel's slowmode carries over to the conversation's thread.
                 slowmode_delay=channel.slowmode_delay or None,
@@ -152,10 +152,10 @@ class Threads(commands.Cog):
         empty, so there is nothing to answer."""
         if not self.bot.settings.discord.message_content or not isinstance(message.channel, discord.Thread):
             return
-        if message.author.bot or message.type not in CHAT_MESSAGE_TYPES or audio_attachment(message) is not None:
+        if audio_attachment(message) is not None:  # cogs/voice.py hears it (Chat.accepts lets it in)
             return
         chat = self.chat_cog
-        if chat.is_addressed(message) or not await chat.in_bot_thread(message):
+        if chat.is_addressed(message) or not await chat.in_own_thread_with_content(message):
             return
         await chat.respond(message, bot_thread=True)
 

@@ -4,7 +4,6 @@ shows what it heard, then answers; right-click any message > Apps > Transcribe t
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,10 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation import ChatRequest
-from bot.errors import AudioUnavailable, BotError, DownloadFailed, NotAudio, NothingHeard
+from bot.errors import AudioUnavailable, BotError, DownloadFailed, NotAudio
+from bot.hearing import hear
 from bot.splitting import DISCORD_MESSAGE_LIMIT, split_message
 from bot.transcription import AudioFile, Transcription
-from bot.usage import day_key
 from cogs.chat import Chat, readable_text
 from cogs.utils.audio import audio_attachment
 from cogs.utils.downloads import download
@@ -89,7 +88,7 @@ class Voice(commands.Cog):
                 now=services.chat.clock(),
             )
             if not self.bot.settings.voice.enabled:
-                await message.reply(VOICE_OFF, mention_author=False)
+                await self.bot.requests.reply(message, VOICE_OFF)
                 return
             audio = self.accept(attachment)
             async with message.channel.typing():
@@ -101,13 +100,14 @@ class Voice(commands.Cog):
                 log.debug("Voice message %s skipped: %s", message.id, exc)
                 return
             log.info("Voice message %s not transcribed: %s", message.id, exc, exc_info=exc.__cause__ is not None)
-            await message.reply(exc.user_message, mention_author=False)
+            await self.bot.requests.reply(message, exc.user_message)
             return
+        # Through the request budget, like every message the bot sends on its own (cogs/utils/budget.py).
         for index, piece in enumerate(quoted(heard.text)):
             if index == 0:
-                await message.reply(piece, mention_author=False)
+                await self.bot.requests.reply(message, piece)
             else:
-                await message.channel.send(piece)
+                await self.bot.requests.post(message.channel, message.channel.id, piece)
         # An audio file may come with typed words ("what's this song about?"): they go first.
         typed = readable_text(message, self.bot.user.id)
         text = f"{typed}\n\n{heard.text}" if typed else heard.text
@@ -158,27 +158,15 @@ class Voice(commands.Cog):
     async def transcribe(
         self, attachment: discord.Attachment, audio: AudioFile, guild_id: int | None, user_id: int
     ) -> Transcription:
-        """Download the attachment and transcribe it: the one place every transcription goes through,
-        so the one place its usage (audio seconds) is recorded for the guild and the user."""
+        """Download the attachment and hear it (``bot.hearing``, which records its audio seconds for the
+        guild and the user)."""
         try:
             data = await download(attachment, timeout_s=self.bot.settings.discord.download_timeout_s)
         except DownloadFailed as exc:
             raise AudioUnavailable(f"attachment {attachment.id}: {exc}") from exc
-        started = time.perf_counter()
-        heard = await self.bot.services.transcriber.transcribe(data, audio, seconds=attachment.duration)
-        self.bot.metrics.transcribed(heard.seconds, seconds=time.perf_counter() - started)
-        log.info("Transcribed %.1f s of audio (%s)", heard.seconds, heard.seconds_source)
-        services = self.bot.services
-        await services.usage.record(
-            guild_id=guild_id,
-            user_id=user_id,
-            model=services.transcriber.model,
-            day=day_key(services.chat.clock()),
-            audio_seconds=heard.seconds,
+        return await hear(
+            self.bot.services, data, audio, guild_id=guild_id, user_id=user_id, seconds=attachment.duration
         )
-        if not heard.text:  # billed all the same, hence recorded above
-            raise NothingHeard(f"empty transcript of {len(data)} bytes")
-        return heard
 
 
 async def setup(bot: ChatBot) -> None:

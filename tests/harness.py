@@ -103,7 +103,14 @@ class Chat:
             return request.channel_id == channel_id and _content(request) == expected
 
         await self.dc.wait_for(shows, timeout=timeout)
+        await self.settled(channel_id)
         return self.dc.bot_messages(channel_id)[-1]
+
+    async def settled(self, conversation_id: int) -> None:
+        """Wait for the conversation's turn in progress to end. An answer complete before its first
+        slot is posted whole, and then stored: what a test reads after seeing it must be stored."""
+        async with self.bot.services.chat.locks.hold(conversation_id):  # FIFO: after the turn
+            pass
 
     async def command(
         self,

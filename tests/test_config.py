@@ -28,6 +28,7 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
     defaults = Settings()
     for section in (
         "model",
+        "discord",
         "history",
         "images",
         "redis",
@@ -74,6 +75,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         ("[images]\nkeep_in_history = -1\n", "images.keep_in_history must be 0 or more"),
         ("[history]\nsummary_max_tokens = 8\n", "history.summary_max_tokens must be between 32 and 4096"),
         ("[history]\nsummary_model = 'nope'\n", "history.summary_model must name a model on offer"),
+        ("[tokens]\nmargin = -1\n", "tokens.margin must be 0 or more, got -1"),
+        ("[discord]\nconnect_timeout_s = 0\n", "discord.connect_timeout_s must be greater than 0"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:
@@ -101,6 +104,15 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
     assert "t" not in repr(local.secrets).replace("Secrets", "").replace("redacted", "")
 
 
+def test_the_playground_needs_no_discord_token(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    settings = load_settings(path, {"OPENAI_API_KEY": "k", "PLAYGROUND_PASSWORD": "pw"}, discord=False)
+    assert settings.secrets.discord_token == ""
+    assert settings.secrets.playground_password == "pw"
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        load_settings(path, {}, discord=False)
+
+
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
@@ -123,7 +135,46 @@ def test_cli_stops_with_exit_code_2_and_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_cli_help_lists_options_and_environment() -> None:
-    result = run_cli("--help", env={})
+    from bot.config import ENV_VARS
+
+    result = run_cli("--help", env={"COLUMNS": "100"})
     assert result.returncode == 0
-    for word in ("--config", "DISCORD_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL", "REDIS_URL", "DISCORD_API_BASE"):
-        assert word in result.stdout
+    assert "--config" in result.stdout
+    listing = result.stdout.split("environment variables")[1].splitlines()[1:]
+    column = listing[0].index(ENV_VARS["DISCORD_TOKEN"][:10])
+    for name in ENV_VARS:
+        [row] = [line for line in listing if line.startswith(f"  {name} ")]
+        assert row[column - 1] == " " and row[column] != " ", f"{name} runs into its description: {row!r}"
+    assert all(len(line) <= 100 for line in listing), "descriptions wrap to the terminal"
+    joined = " ".join(line.strip() for line in listing)
+    redis = joined[joined.index("REDIS_URL") : joined.index("DISCORD_API_BASE")]
+    for scheme in ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://"):
+        assert scheme in redis, scheme
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "message"),
+    [
+        ("redis://h:notaport/0", "REDIS_URL has a port that is not a number from 0 to 65535: 'notaport'"),
+        ("redis://h:99999/0", "REDIS_URL has a port that is not a number from 0 to 65535: '99999'"),
+        ("redis+cluster://user:pw@h:x", "REDIS_URL has a port that is not a number from 0 to 65535: 'x'"),
+        ("http://h:6379", "REDIS_URL must start with one of redis://"),
+    ],
+)
+def test_a_bad_redis_url_is_one_line_and_exit_2(tmp_path: Path, redis_url: str, message: str) -> None:
+    result = run_cli("check", "--config", str(write(tmp_path, "")), env=ENV | {"REDIS_URL": redis_url})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"config error: {message}")
+    assert "pw" not in result.stderr
+
+
+def test_discord_api_base_forms(tmp_path: Path) -> None:
+    from bot.deployment import discord_rest_base
+
+    for given in ("https://chat.example", "https://chat.example/", "https://chat.example/api"):
+        assert discord_rest_base(given) == "https://chat.example/api/v10"
+    assert discord_rest_base("https://chat.example/api/v9") == "https://chat.example/api/v9", "kept as given"
+    assert discord_rest_base("https://chat.example/api/v10/") == "https://chat.example/api/v10"
+    with pytest.raises(ConfigError, match="DISCORD_API_BASE must be an http:// or https:// URL"):
+        load_settings(write(tmp_path, ""), ENV | {"DISCORD_API_BASE": "chat.example"})

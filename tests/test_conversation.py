@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bot.config import Persona
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import (
-    BotError,
     MessageTooLong,
     ModelAuthError,
     ModelError,
@@ -69,8 +70,10 @@ async def stored(redis: aioredis.Redis, services: Services, conversation: int = 
 
 
 async def test_turn_streams_the_answer_and_stores_the_exchange(
-    services: Services, model_server: ModelServer, redis: aioredis.Redis
+    services_factory, model_server: ModelServer, redis: aioredis.Redis
 ) -> None:
+    # The clock is injected: the prompt's date is the turn's, even across UTC midnight.
+    services = services_factory(clock=lambda: datetime(2026, 5, 6, 23, 59, 59, tzinfo=UTC))
     model_server.script(Reply("The Moon is about 10,921 km around.", chunk_size=5, usage=(30, 9)))
     deltas, done = await run_turn(services, request("How big is the Moon?", message_id=77))
 
@@ -83,7 +86,7 @@ async def test_turn_streams_the_answer_and_stores_the_exchange(
             "role": "system",
             "content": services.personas.default.prompt.replace("{bot_name}", "Helper")
             .replace("{guild_name}", "Testers")
-            .replace("{date}", datetime.now(UTC).date().isoformat()),
+            .replace("{date}", "2026-05-06"),
         },
         {"role": "user", "content": "How big is the Moon?", "name": "Alice"},
     ]
@@ -281,7 +284,7 @@ async def test_storage_down_is_reported_and_the_model_is_not_called(
     services = services_factory(redis_client=dead)
     with pytest.raises(StorageUnavailable) as raised:
         await run_turn(services, request("hi"))
-    assert isinstance(raised.value, BotError)
+    assert isinstance(raised.value.__cause__, RedisError | OSError), "it is the Redis failure, reported"
     assert model_server.requests == []
     await dead.aclose()
 
@@ -293,6 +296,9 @@ async def test_temperature_is_sent_only_when_configured(
     assert model_server.requests[0].body["temperature"] == 0.3
 
 
-def test_replace_settings_keeps_other_sections(make_settings) -> None:
-    settings = replace_settings(make_settings(), history={"max_messages": 3})
-    assert settings.history.max_messages == 3 and settings.model.name == "test-model"
+def test_replace_settings_changes_only_what_it_names(make_settings) -> None:
+    base = make_settings()
+    changed = replace_settings(base, history={"max_messages": 3})
+    assert changed.history == dataclasses.replace(base.history, max_messages=3)
+    others = [f.name for f in dataclasses.fields(base) if f.name != "history"]
+    assert [getattr(changed, name) for name in others] == [getattr(base, name) for name in others]

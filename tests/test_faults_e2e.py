@@ -81,3 +81,14 @@ async def test_a_model_server_that_refuses_connections_gets_its_message(chat_bot
         await chat.mention(world.channel_id, "and now?")
         await chat.answer(world.channel_id, "echo: and now?")
         assert [t["content"] for t in await chat.stored_turns(world.channel_id)] == ["and now?", "echo: and now?"]
+
+
+async def test_an_unreachable_redis_cluster_gets_the_storage_message(chat_bot, world) -> None:
+    """redis-py's cluster client raises RedisClusterException, which is not a RedisError: it must
+    still be the storage sentence, with nothing asked of the model."""
+    from tests.standins.unreachable import unused_port
+
+    async with chat_bot(secrets={"redis_url": f"redis+cluster://127.0.0.1:{unused_port()}"}) as chat:
+        await chat.mention(world.channel_id, "is anyone home?")
+        await chat.answer(world.channel_id, StorageUnavailable().user_message, timeout=15)
+        assert not chat.model.requests

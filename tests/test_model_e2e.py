@@ -137,3 +137,14 @@ async def test_a_model_removed_from_the_config_falls_back_and_show_says_so(
             f"Model here: **test-model** (from the default). “{SECOND_MODEL}” was chosen but is no longer offered"
         )
         assert await model_of_next_turn(chat, second_model_server, world.channel_id) == "default:test-model"
+
+
+async def test_a_long_model_list_fits_one_message(chat_bot, world, second_model_server) -> None:
+    sections = two_models(second_model_server)
+    many = tuple(
+        ModelOption(f"model-{i:02d}-" + "x" * 60, label="A model with a rather long label " * 2, provider="local")
+        for i in range(40)
+    )
+    async with chat_bot(**{**sections, "models": many}) as chat:
+        reply = await chat.command("model", subcommand="list")
+        assert reply.ephemeral and 1_000 < len(reply.content) <= 2_000 and reply.content.endswith("…")

@@ -3,6 +3,7 @@ with that server's key, per-model usage and token counting, ``check`` on every m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def test_a_provider_whose_key_variable_is_unset_is_refused_at_start_up(tmp_path:
 
 
 async def test_check_asks_every_configured_model(tmp_path: Path, discord_standin, model_server, local_server) -> None:
-    from tests.harness import bot_env, start_bot_process, write_config
+    from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
     from tests.test_check_cli import line
 
     config = write_config(tmp_path, "check-models")
@@ -206,7 +207,10 @@ async def test_check_asks_every_configured_model(tmp_path: Path, discord_standin
     )
     env = bot_env(discord_standin, model_server, None) | {"LOCAL_KEY": LOCAL_KEY}
     process = await start_bot_process("check", "--config", str(config), env=env)
-    output, _ = await process.communicate()
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        await stop_bot_process(process)
     lines = output.decode().splitlines()
     assert LOCAL_KEY not in output.decode() and "Traceback" not in output.decode()
     assert process.returncode == 1

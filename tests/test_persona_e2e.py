@@ -68,7 +68,26 @@ async def test_dms_use_the_default_persona(chat_bot, world) -> None:
     async with chat_bot() as chat:
         await chat.command("persona", subcommand="set", options={"name": "joker"}, permissions=MANAGE_GUILD)
         prompt = await system_prompt_of_next_turn(chat, world.dm_channel_id)
-        assert starts_like(prompt, ASSISTANT) and "a direct message" in prompt
+        assert starts_like(prompt, ASSISTANT)
+        assert prompt.startswith(f"You are {chat.me['username']}, a helpful assistant in a Discord direct message. ")
+        assert "server" not in prompt, "a DM names no server"
+        guild_prompt = await system_prompt_of_next_turn(chat, world.channel_id)
+        assert "a joke bot in the Discord server Testers." in guild_prompt
+
+
+def test_a_custom_prompt_naming_the_server_reads_well_in_a_dm() -> None:
+    import datetime as dt
+
+    from bot.personas import ActivePersona
+
+    custom = ActivePersona("custom", "You answer for {guild_name} in the Discord server {guild_name}.", "guild")
+    today = dt.date(2026, 1, 2)
+    assert custom.render(bot_name="B", guild_name=None, today=today) == (
+        "You answer for a direct message in a Discord direct message."
+    )
+    assert custom.render(bot_name="B", guild_name="Testers", today=today) == (
+        "You answer for Testers in the Discord server Testers."
+    )
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ async def test_thread_creation_follows_discords_rules(discord_standin: DiscordSt
         ({"name": "x" * 101}, "name"),
         ({"name": "ok", "auto_archive_duration": 30}, "auto_archive_duration"),
         ({"name": "ok", "type": 0}, "type"),
+        ({"name": "ok", "type": 10}, "type"),  # announcement threads live in announcement channels
         ({"name": "ok", "rate_limit_per_user": 21_601}, "rate_limit_per_user"),
     ):
         status, refused = await post(dc, f"/channels/{channel}/threads", body)

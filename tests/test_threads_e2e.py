@@ -13,7 +13,14 @@ from tests.harness import CREATE_PUBLIC_THREADS, DEFERRED, MANAGE_CHANNELS, MANA
 from tests.standins.discord_world import GATEWAY_MESSAGE_CONTENT_LIMITED, Permission
 from tests.test_model_e2e import two_models
 
-CONTENT_ON = {"discord": {"message_content": True}}
+
+@pytest.fixture
+def content_on(discord_standin) -> dict:
+    """Settings asking for the Message Content intent, which the stand-in's portal then grants."""
+    discord_standin.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
+    return {"discord": {"message_content": True}}
+
+
 QUESTION = "What is a good name for a cat?"
 
 
@@ -67,8 +74,8 @@ async def test_without_message_content_the_thread_answers_mentions_only(chat_bot
         assert [r.messages[-1]["content"] for r in chat.model.requests] == [QUESTION, "and with one"]
 
 
-async def test_with_message_content_every_message_in_its_threads_is_answered(chat_bot, world) -> None:
-    async with chat_bot(**CONTENT_ON) as chat:
+async def test_with_message_content_every_message_in_its_threads_is_answered(chat_bot, world, content_on) -> None:
+    async with chat_bot(**content_on) as chat:
         assert chat.bot.intents.message_content
         thread_id, told = await open_chat(chat)
         assert "Mention me" not in told
@@ -88,31 +95,18 @@ async def test_with_message_content_every_message_in_its_threads_is_answered(cha
         assert [r.messages[-1]["content"] for r in chat.model.requests[before:]] == ["still here"]
 
 
-CONTENT_TESTS = (
-    "test_with_message_content_every_message_in_its_threads_is_answered",
-    "test_threads_are_known_after_a_restart",
-    "test_an_archived_thread_continues_its_history",
-)
-
-
-@pytest.fixture(autouse=True)
-def _portal_grants_the_intent(request, discord_standin) -> None:
-    if request.node.originalname in CONTENT_TESTS:
-        discord_standin.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
-
-
-async def test_threads_are_known_after_a_restart(chat_bot, world) -> None:
-    async with chat_bot(**CONTENT_ON) as chat:
+async def test_threads_are_known_after_a_restart(chat_bot, world, content_on) -> None:
+    async with chat_bot(**content_on) as chat:
         thread_id, _ = await open_chat(chat)
         await chat.answer(thread_id, f"echo: {QUESTION}")
-    async with chat_bot(**CONTENT_ON) as chat:  # a new process knows the thread from Redis alone
+    async with chat_bot(**content_on) as chat:  # a new process knows the thread from Redis alone
         await say(chat, thread_id, "after the restart")
         await chat.answer(thread_id, "echo: after the restart")
         assert len(chat.model.requests[-1].messages) == 1 + 3
 
 
-async def test_an_archived_thread_continues_its_history(chat_bot, world) -> None:
-    async with chat_bot(**CONTENT_ON) as chat:
+async def test_an_archived_thread_continues_its_history(chat_bot, world, content_on) -> None:
+    async with chat_bot(**content_on) as chat:
         thread_id, _ = await open_chat(chat)
         await chat.answer(thread_id, f"echo: {QUESTION}")
         chat.dc.archive_thread(thread_id)
@@ -131,12 +125,15 @@ async def test_asking_for_the_intent_the_portal_does_not_grant_stops_with_one_li
 ) -> None:
     import asyncio
 
-    from tests.harness import bot_env, start_bot_process, write_config
+    from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
 
     config = write_config(tmp_path, "intent")
     config.write_text(config.read_text(encoding="utf-8") + "\n[discord]\nmessage_content = true\n", encoding="utf-8")
     process = await start_bot_process("--config", str(config), env=bot_env(discord_standin, model_server, redis_url))
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        await stop_bot_process(process)
     text = output.decode()
     assert process.returncode == 1 and "Traceback" not in text, text
     assert "Discord refused the Message Content intent" in text.splitlines()[-1]
@@ -245,7 +242,7 @@ async def test_check_reports_whether_the_application_has_the_intent(
 ) -> None:
     import asyncio
 
-    from tests.harness import bot_env, start_bot_process, write_config
+    from tests.harness import bot_env, start_bot_process, stop_bot_process, write_config
 
     discord_standin.application_flags = flags
     config = write_config(tmp_path, "check-intent")
@@ -256,7 +253,10 @@ async def test_check_reports_whether_the_application_has_the_intent(
     process = await start_bot_process(
         "check", "--config", str(config), env=bot_env(discord_standin, model_server, redis_url)
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        await stop_bot_process(process)
     lines = output.decode().splitlines()
     if status == "FAIL":  # Discord would refuse the bot's connection (4014): it cannot run like this
         [line] = [text for text in lines if text.startswith("FAIL  discord")]
@@ -283,3 +283,16 @@ async def test_discord_failing_to_create_the_thread_is_one_sentence(chat_bot, wo
             "Discord didn't let me open the thread just now. Please try again in a moment."
         )
         assert chat.model.requests == []
+
+
+async def test_a_voice_message_in_its_thread_is_heard_without_a_mention(chat_bot, world, content_on) -> None:
+    from tests.test_voice_e2e import CLIP, send_voice, voice_clip
+
+    async with chat_bot(**content_on) as chat:
+        thread_id, _ = await open_chat(chat)
+        await chat.answer(thread_id, f"echo: {QUESTION}")
+        await send_voice(chat, thread_id, voice_clip(chat))
+        heard = f"transcript of voice-message.ogg ({len(CLIP)} bytes)"
+        await chat.answer(thread_id, f"echo: {heard}")
+        assert len(chat.model.transcriptions) == 1
+        assert chat.model.requests[-1].messages[-1]["content"] == heard

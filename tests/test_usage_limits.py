@@ -19,6 +19,11 @@ _ids = itertools.count(50_000)
 PRICES = (Price("test-model", input_per_million=2.0, output_per_million=8.0),)
 
 
+# A fixed clock for tests that read a day's usage back: a turn records under its clock's UTC day, so the
+# test's "today" must be that day, not the wall clock's (they differ across UTC midnight).
+NOON = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
+
+
 class Clock:
     def __init__(self, start: dt.datetime) -> None:
         self.now = start
@@ -50,7 +55,7 @@ async def turn(services: Services, req: ChatRequest) -> TurnDone:
 async def test_stored_totals_equal_what_the_server_reported(
     services_factory, make_settings, model_server: ModelServer
 ) -> None:
-    services = services_factory(make_settings(usage={"prices": PRICES}))
+    services = services_factory(make_settings(usage={"prices": PRICES}), clock=Clock(NOON))
     rng = random.Random(7)
     script = [(guild, user, rng.randint(5, 500), rng.randint(1, 300)) for guild in (1, 2) for user in (7, 8, 9)] * 2
     model_server.script(*(Reply("ok", usage=(p, c)) for _, _, p, c in script))
@@ -59,7 +64,7 @@ async def test_stored_totals_equal_what_the_server_reported(
     assert [(u["prompt_tokens"], u["completion_tokens"]) for u in model_server.reported_usage] == [
         (p, c) for _, _, p, c in script
     ]
-    today = dt.datetime.now(dt.UTC).date()
+    today = NOON.date()
     for guild in (1, 2):
         [(_, totals)] = await services.usage.report(today=today, days=1, guild_id=guild)
         rows = [(p, c) for g, _, p, c in script if g == guild]
@@ -73,11 +78,12 @@ async def test_stored_totals_equal_what_the_server_reported(
         assert (totals.input_tokens, totals.output_tokens) == (sum(p for p, _ in rows), sum(c for _, c in rows))
 
 
-async def test_usage_without_a_usage_chunk_is_estimated_and_marked(services, model_server: ModelServer) -> None:
+async def test_usage_without_a_usage_chunk_is_estimated_and_marked(services_factory, model_server: ModelServer) -> None:
+    services = services_factory(clock=Clock(NOON))
     model_server.script(Reply("four words right here", usage=None))
     done = await turn(services, request("count me"))
     assert done.usage.estimated and done.usage.completion_tokens == services.chat.counter.count("four words right here")
-    [(_, totals)] = await services.usage.report(today=dt.datetime.now(dt.UTC).date(), days=1, user_id=7)
+    [(_, totals)] = await services.usage.report(today=NOON.date(), days=1, user_id=7)
     assert totals.estimated_requests == 1 and totals.output_tokens == done.usage.completion_tokens
 
 

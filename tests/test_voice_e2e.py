@@ -15,11 +15,14 @@ from bot.errors import (
     AudioTooLarge,
     AudioTooLong,
     ModelAuthError,
+    ModelError,
     ModelRateLimited,
     ModelTimeout,
+    ModelUnavailable,
     NotAudio,
     NothingHeard,
 )
+from bot.transcription import TRANSCRIPTION_WORDING
 from cogs.voice import VOICE_OFF
 from tests.conftest import TEST_API_KEY, TEST_MODEL
 from tests.harness import DEFERRED
@@ -173,27 +176,28 @@ async def test_audio_over_a_limit_is_refused_before_downloading(chat_bot, world,
         (Transcript("  \n"), NothingHeard()),
         (Error(401), ModelAuthError()),
         (Error.rate_limited(retry_after=3), ModelRateLimited(retry_after=3)),
-        (Stall(5), ModelTimeout()),
+        (Stall(5), TRANSCRIPTION_WORDING[ModelTimeout]),
+        (Error(500), TRANSCRIPTION_WORDING[ModelError]),
     ],
-    ids=["unreadable-400", "nothing-heard", "401", "429", "timeout"],
+    ids=["unreadable-400", "nothing-heard", "401", "429", "timeout", "500"],
 )
 async def test_a_failed_transcription_says_why_and_stores_nothing(chat_bot, world, behaviour, error) -> None:
     async with chat_bot(voice={"timeout_s": 0.5}) as chat:
         chat.model.script_transcriptions(behaviour)
         await send_voice(chat, world.dm_channel_id, voice_clip(chat))
-        await chat.answer(world.dm_channel_id, error.user_message)
+        await chat.answer(world.dm_channel_id, error if isinstance(error, str) else error.user_message)
+        assert "answering" not in (error if isinstance(error, str) else error.user_message)
         assert len(chat.model.transcriptions) == 1 and chat.model.requests == []
         assert await chat.stored_turns(world.dm_channel_id) == []
         assert any(r.route == "typing" for r in chat.dc.requests), "typing shown while transcribing"
 
 
 async def test_an_unreachable_transcription_server_is_reported(chat_bot, world) -> None:
-    from bot.errors import ModelUnavailable
     from tests.standins.model_server import unused_base_url
 
     async with chat_bot(secrets={"transcription_base_url": unused_base_url()}) as chat:
         await send_voice(chat, world.dm_channel_id, voice_clip(chat))
-        await chat.answer(world.dm_channel_id, ModelUnavailable().user_message)
+        await chat.answer(world.dm_channel_id, TRANSCRIPTION_WORDING[ModelUnavailable])
         assert chat.model.requests == []
 
 

@@ -14,5 +14,6 @@ def require(interaction: discord.Interaction, permission: str) -> None:
         raise app_commands.MissingPermissions([permission])
 
 
-def require_persona_permission(interaction: discord.Interaction, scope: Scope) -> None:
+def require_scope_permission(interaction: discord.Interaction, scope: Scope) -> None:
+    """A server-wide setting (/persona, /model) needs Manage Server; a channel's override Manage Channels."""
     require(interaction, "manage_guild" if scope is Scope.GUILD else "manage_channels")

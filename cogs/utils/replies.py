@@ -1,10 +1,18 @@
 """Streaming an answer into Discord: typing until the first text, the first text at once, then edits
 throttled to one per ``edit_interval_s``, continued in new messages past 2,000 characters. The closing
-edit goes out as soon as the answer is complete instead of waiting out the interval."""
+edit goes out as soon as the answer is complete instead of waiting out the interval.
+
+Every request goes through the bot's request scheduler (cogs/utils/budget.py), from one task per reply
+that the reply owns and awaits (never fire-and-forget). Under load the first message and the closing
+edit go first, an intermediate edit waits behind them and sends the newest text when its slot comes,
+and an answer already complete by its first slot is posted once, complete. An edit that fails (the
+reply was deleted: 404; 403; a 5xx after discord.py's retries) stops the streaming into it, logged
+once, and the turn completes; a first message that fails aborts the turn, as nothing was shown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -17,6 +25,16 @@ from bot.errors import BotError, BudgetExceeded, TooManyTurns
 from bot.llm import Usage
 from bot.splitting import close_open_fence, split_message
 from bot.turnlog import log_turn
+from cogs.utils.budget import (
+    Bucket,
+    Priority,
+    RequestScheduler,
+    RequestSkipped,
+    Ticket,
+    create_bucket,
+    edit_bucket,
+    typing_bucket,
+)
 from cogs.utils.text import name_list
 
 if TYPE_CHECKING:
@@ -26,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TYPING_REFRESH_S = 8.0  # Discord shows "typing" for about 10 s per request
+TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
 NOTES = {
     "length": "*(Answer cut short: it reached the reply length limit.)*",
     "content_filter": "*(The model's content filter stopped this answer.)*",
@@ -42,17 +61,27 @@ class Speak(Protocol):
 
 
 class StreamingReply:
-    def __init__(self, source: discord.Message, *, edit_interval: float, hold: bool = False) -> None:
+    def __init__(
+        self, source: discord.Message, *, edit_interval: float, requests: RequestScheduler, hold: bool = False
+    ) -> None:
         self.source = source
+        self.channel_id = source.channel.id
         self.interval = edit_interval
+        self.requests = requests
         self.hold = hold  # True: collect the text, show nothing (typing goes on) until finish()
         self._parts: list[str] = []
         self._sent: list[discord.Message] = []
         self._shown: list[str] = []
-        self._lock = asyncio.Lock()
+        self._done = False  # the text is final: what is left to send is urgent
+        self._changed = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._posted = asyncio.Event()  # the first message is out (or the pump has ended)
         self._last_flush = 0.0
-        self._timer: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._ticket: Ticket | None = None  # the slot the pump is waiting for
         self._typing: asyncio.Task[None] | None = None
+        self._raised = False  # the pump's failure has reached the turn
+        self.stopped: discord.HTTPException | None = None  # the failed edit that stopped the streaming
 
     @property
     def started(self) -> bool:
@@ -66,76 +95,161 @@ class StreamingReply:
         # request aiohttp writes from a task of its own created in that same pass. Typing is
         # cosmetic; the model request goes out first (~0.4 ms sooner), typing right after it.
         await asyncio.sleep(0)
+        channel = self.source.channel
         try:
             while True:
-                await self.source.channel.typing()
-                await asyncio.sleep(TYPING_REFRESH_S)
+                try:
+                    await self.requests.send(Priority.TYPING, channel.typing, bucket=typing_bucket(self.channel_id))
+                except RequestSkipped:  # the budget is short: the answer's own messages come first
+                    await asyncio.sleep(TYPING_RETRY_S)
+                else:
+                    await asyncio.sleep(TYPING_REFRESH_S)
         except discord.HTTPException as exc:
-            log.debug("Typing indicator failed in %s: %s", self.source.channel.id, exc)
+            log.debug("Typing indicator failed in %s: %s", self.channel_id, exc)
 
     def _stop_typing(self) -> None:
         if self._typing is not None:
             self._typing.cancel()
-            self._typing = None
 
     async def add(self, delta: str) -> None:
+        self._raise_if_failed()
         self._parts.append(delta)
         if self.hold:
             return
-        if not self._sent:
-            await self._flush()  # first visible text as soon as it exists
-        elif self._timer is None:
-            delay = max(0.0, self._last_flush + self.interval - asyncio.get_running_loop().time())
-            self._timer = asyncio.create_task(self._flush_later(delay))
+        self._changed.set()
+        self._start_pump()
 
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._timer = None  # from here on a flush is under way: finish() waits for it, never cancels it
-        await self._flush()
+    async def shown(self) -> None:
+        """Return once the first message is out; raise what stopped it (nothing was shown)."""
+        if self.hold or (not self._sent and self._next_bucket() is None):
+            return  # nothing to show yet (held back for speech; an empty answer's note comes in finish())
+        self._start_pump()
+        await self._posted.wait()
+        self._raise_if_failed()
 
     async def finish(self, note: str | None = None) -> None:
         """Show the complete answer now, with an optional note after it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         text = "".join(self._parts)
         if note:
             text = f"{close_open_fence(text)}\n\n{note}" if text.strip() else note
         self._parts = [text]
-        await self._flush()
-        self._stop_typing()
+        self._done = True
+        self._finished.set()
+        self._changed.set()
+        if self._ticket is not None:  # a waiting intermediate edit now carries the closing text
+            self.requests.promote(self._ticket, Priority.URGENT)
+        self._start_pump()
+        assert self._pump is not None
+        try:
+            await asyncio.shield(self._pump)
+        finally:
+            self._stop_typing()
+        self._raise_if_failed()
 
     async def fail(self, error: BotError) -> None:
-        """Tell the user what went wrong; text already shown is kept and marked as interrupted."""
-        if self._sent:
+        """Tell the user what went wrong; text already streamed is kept and marked as interrupted."""
+        if self._pump is not None:
             await self.finish(f"*(Interrupted: {error.user_message})*")
         else:
             self._stop_typing()
-            await self.source.reply(error.user_message, mention_author=False)
+            await self.requests.reply(self.source, error.user_message)
 
-    def close(self) -> None:
-        self._stop_typing()
-        if self._timer is not None:
-            self._timer.cancel()
+    async def aclose(self) -> None:
+        """Stop typing and any request still under way, and wait for them (the turn is over)."""
+        tasks = [task for task in (self._pump, self._typing) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception) and not self._raised:
+                log.warning("Could not answer in channel %s: %s", self.channel_id, result)
 
-    async def _flush(self) -> None:
-        async with self._lock:
-            # Stamped when the flush starts, so text arriving during its requests waits a full interval.
-            self._last_flush = asyncio.get_running_loop().time()
-            pieces = split_message("".join(self._parts))
-            for index, piece in enumerate(pieces):
+    def _raise_if_failed(self) -> None:
+        pump = self._pump
+        if pump is not None and pump.done() and not pump.cancelled() and pump.exception() is not None:
+            self._raised = True
+            raise pump.exception()  # type: ignore[misc]
+
+    def _start_pump(self) -> None:
+        # Again after a finished pump: a later finish() (a note under an answer read out) edits once more.
+        if self._pump is None or (self._pump.done() and not self._pump.cancelled() and not self._pump.exception()):
+            self._pump = asyncio.create_task(self._run())
+            self._pump.add_done_callback(lambda _: self._posted.set())
+
+    async def _run(self) -> None:
+        """Send what the reply needs, one request at a time, until the answer is complete and shown."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.stopped is not None or self._next_bucket() is None:
+                if self._done or self.stopped is not None:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            if self._sent and not self._done:  # an intermediate edit: wait out the interval
+                delay = self._last_flush + self.interval - loop.time()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._finished.wait(), delay)
+            bucket = self._next_bucket()
+            if bucket is None:
+                continue
+            urgent = self._done or not self._sent
+            self._ticket = self.requests.submit(Priority.URGENT if urgent else Priority.UPDATE, bucket=bucket)
+            try:
+                await self.requests.wait(self._ticket)
+            finally:
+                self._ticket = None
+            # Stamped when the request starts, so text arriving during it waits a full interval.
+            self._last_flush = loop.time()
+            await self._send_next()  # the newest text: whatever arrived while waiting is in it
+
+    def _next_bucket(self) -> Bucket | None:
+        """The bucket of the next request the reply needs, or None when Discord shows all of it."""
+        pieces = split_message("".join(self._parts))
+        for index, piece in enumerate(pieces):
+            if index >= len(self._sent):
+                return create_bucket(self.channel_id)
+            if self._shown[index] != piece:
+                return edit_bucket(self.channel_id)
+        return None
+
+    async def _send_next(self) -> None:
+        pieces = split_message("".join(self._parts))
+        for index, piece in enumerate(pieces):
+            if index < len(self._sent) and self._shown[index] == piece:
+                continue
+            try:
                 if index < len(self._sent):
-                    if self._shown[index] != piece:
-                        await self._sent[index].edit(content=piece)
-                        self._shown[index] = piece
-                    continue
-                if index == 0:
+                    await self._sent[index].edit(content=piece)
+                    self._shown[index] = piece
+                    return
+                if index == 0:  # its failure ends the pump: nothing was shown, the turn is aborted
                     message = await self.source.reply(piece, mention_author=False)
-                    self._stop_typing()
                 else:
                     message = await self.source.channel.send(piece)
-                self._sent.append(message)
-                self._shown.append(piece)
+            except discord.HTTPException as exc:
+                if not self._sent:
+                    raise
+                self._stop(exc)
+                return
+            self._sent.append(message)
+            self._shown.append(piece)
+            if index == 0:
+                self._stop_typing()
+                self._posted.set()
+            return
+
+    def _stop(self, exc: discord.HTTPException) -> None:
+        """A request into the reply failed after it was shown: stop streaming into it, say so once."""
+        self.stopped = exc
+        self._stop_typing()
+        log.warning(
+            "Stopped streaming the answer in channel %s (%d message(s) shown): %s %s",
+            self.channel_id,
+            len(self._sent),
+            exc.status,
+            exc.text or type(exc).__name__,
+        )
 
 
 async def answer(
@@ -145,14 +259,14 @@ async def answer(
     attachments the bot ignored) goes at the end of the answer. ``speak``: the complete answer is then
     read out as a voice message too (or instead, holding the text back unless speaking fails)."""
     hold = speak is not None and speak.instead_of_text
-    reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s, hold=hold)
+    reply = StreamingReply(source, edit_interval=bot.settings.stream.edit_interval_s, requests=bot.requests, hold=hold)
     started = time.perf_counter()
     first_text: float | None = None
     done: TurnDone | None = None
     text_note: str | None = None
     try:
         with bot.metrics.streaming():
-            async for event in bot.services.chat.turn(request):
+            async for event in bot.services.chat.turn(request, before_store=reply.shown):
                 if isinstance(event, TurnStarted):
                     reply.start_typing()
                 elif isinstance(event, TurnDone):
@@ -184,7 +298,7 @@ async def answer(
         log.warning("Turn in %s failed: %s", request.conversation_id, exc, exc_info=exc.__cause__ is not None)
         await reply.fail(exc)
     finally:
-        reply.close()
+        await reply.aclose()
 
 
 def ignored_images_note(names: tuple[str, ...]) -> str | None:

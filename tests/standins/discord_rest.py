@@ -103,6 +103,7 @@ class RestApi:
                 self.s.internal_errors.append(f"{request.method} {request.path}: {exc!r}")
                 (status, out), headers = error(503, 0, f"stand-in error: {exc!r}"), {}
             rec.status, rec.response, rec.done_at = status, out, time.monotonic()
+            self.s.limits.note_status(status)
             self.s.recorder.add(rec)
             return out if isinstance(out, web.StreamResponse) else json_response(status, out, headers)
 
@@ -117,18 +118,22 @@ class RestApi:
         files: list[dict[str, Any]],
         auth: bool,
     ) -> tuple[int, Any, dict[str, str]]:
+        if auth and request.headers.get("Authorization") != f"Bot {self.s.token}":
+            return 401, {"message": "401: Unauthorized", "code": 0}, {}
+        # Counted when the request arrives, as Discord counts it, before any configured latency.
+        limited = self.s.limits.check(rec.route, rec.channel_id, rec.at)
+        if limited is not None:
+            return limited
         delay = self.s.latency + self.s.route_latency.get(rec.route, 0.0)
         if delay > 0:
             await asyncio.sleep(delay)  # configured artificial latency, not synchronisation
-        if auth and request.headers.get("Authorization") != f"Bot {self.s.token}":
-            return 401, {"message": "401: Unauthorized", "code": 0}, {}
         bucket = f"{zlib.crc32(rec.route.encode()):08x}"
         fault = self.s.faults.take(rec.method, rec.route, rec.template, rec.path)
         if fault is not None:
             headers = rate_limit_headers(bucket, fault) if fault.status == 429 else {}
             return fault.status, fault.body, headers
         status, out = await handler(request, rec, body, files)
-        return status, out, rate_limit_headers(bucket)
+        return status, out, self.s.limits.headers(rec.route, rec.channel_id, rec.at)
 
     def audit(self, rec: RecordedRequest, payload: Any) -> None:
         problem = mention_violation(f"{rec.method} {rec.path}", payload)
@@ -364,8 +369,8 @@ class RestApi:
             thread_type = 10 if channel["type"] == 5 else 11
         else:  # without a message: the type defaults to a private thread in API v10
             thread_type = payload.get("type", 12)
-            if thread_type not in THREAD_TYPES:
-                return form_error("type", "Value must be one of {10, 11, 12}.")
+            if thread_type not in THREAD_TYPES or (thread_type == 10) != (channel["type"] == 5):
+                return form_error("type", "Announcement channels take announcement threads (10), others 11 or 12.")
         name = payload.get("name")
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or len(name) > 100:
             return form_error("name", "Must be between 1 and 100 in length.")

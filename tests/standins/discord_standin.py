@@ -37,7 +37,9 @@ Message payloads are audited for the ping-nobody allowed_mentions (``dc.mention_
 faults are injected with ``dc.rate_limit(...)`` / ``dc.fail(...)``, CDN downloads that hang or break off
 with ``dc.hang_download(attachment)`` / ``dc.cut_download(attachment)``. Voice messages the bot posts are
 checked as Discord checks them (tests/standins/discord_voice.py); the ones it would refuse answer 400
-and land in ``dc.voice_message_violations``. Unknown routes answer 404 and land
+and land in ``dc.voice_message_violations``. ``dc.limits.enforce()`` turns on Discord's own rate limits
+(global 50/s per token, per-channel message buckets; tests.standins.discord_limits) and ``dc.limits``
+counts the 429s and invalid requests it answered. Unknown routes answer 404 and land
 in ``dc.unknown_routes``; stand-in crashes answer 503 and land in ``dc.internal_errors``. Like Discord,
 bot messages are echoed to the gateway (MESSAGE_CREATE/UPDATE/DELETE) unless ephemeral, content is
 capped at 2000 characters (400, code 50035) and a bot message's ``mentions`` lists only the users its
@@ -78,6 +80,7 @@ from .discord_interactions import (
     modal_submit_data,
     registered_options,
 )
+from .discord_limits import RateLimits
 from .discord_recorder import Fault, Faults, Predicate, RecordedRequest, Recorder, rate_limit_fault
 from .discord_rest import RestApi
 from .discord_webhooks import WebhookApi
@@ -101,6 +104,7 @@ class DiscordStandin:
         self.owner = self.world.add_user("app-owner")
         self.recorder = Recorder()
         self.faults = Faults()
+        self.limits = RateLimits()  # Discord's rate limits: off until ``dc.limits.enforce()``
         self.interactions = InteractionRegistry()
         self.gateway = Gateway(self.world, lambda: self.token, lambda: self.gateway_url, lambda: self.application_flags)
         self.gateway.heartbeat_interval = heartbeat_interval

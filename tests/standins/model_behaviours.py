@@ -117,11 +117,13 @@ class Cut:
 
 @dataclass(frozen=True)
 class Drop:
-    """Abort the TCP connection. ``after_chunks=0``: before any byte of the response;
-    otherwise after headers, the role chunk and ``after_chunks`` content chunks
+    """Abort the TCP connection. ``after_chunks=0``: before any byte of the response (with
+    ``after_headers``: after the 200 headers and the role chunk, so the answer had begun but no text
+    came); otherwise after headers, the role chunk and ``after_chunks`` content chunks
     (not streaming: after headers and half the JSON body)."""
 
     after_chunks: int = 0
+    after_headers: bool = False
     text: str = DEFAULT_FAULT_TEXT
     chunk_size: int = 8
 

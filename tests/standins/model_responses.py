@@ -77,7 +77,7 @@ class ChatResponder:
             if isinstance(behaviour, Stall):
                 await self.sleep(behaviour.seconds)
                 return drop(self.request)
-            if isinstance(behaviour, Drop) and behaviour.after_chunks == 0:
+            if isinstance(behaviour, Drop) and behaviour.after_chunks == 0 and not behaviour.after_headers:
                 return drop(self.request)
             if self.record.stream:
                 return await self._stream(behaviour)

@@ -1,0 +1,282 @@
+"""One scheduler for every REST request the bot makes on its own (replies, streaming edits,
+continuation messages, typing), spending the request budget instead of finding Discord's global limit
+by hitting it.
+
+Usage (any cog)::
+
+    message = await bot.requests.reply(source, "text")              # a one-off reply, first priority
+    await bot.requests.send(Priority.URGENT, lambda: channel.send(text), bucket=create_bucket(channel.id))
+
+``send`` waits for a slot, then runs the request in the caller's own task, so nothing runs unwatched
+and its errors reach the caller. Slots go out at the budget's rate (bot/request_budget.py, shared by
+every process on the token through Redis), most urgent first, FIFO within a priority:
+
+- ``URGENT``: an answer's first message, its closing edit, a one-off reply;
+- ``UPDATE``: an intermediate streaming edit, only when nothing urgent waits. A streaming reply keeps at
+  most one waiting and sends the newest text when it is granted (coalescing); if the answer completes
+  first, the ticket is promoted and carries the closing text instead (the intermediate edit is dropped);
+- ``TYPING``: the typing indicator, skipped when anything else waits or when no slot comes within a second.
+
+A request is only granted when discord.py's own bucket for its route and channel has room (read from
+discord.py's rate-limit state), so a granted slot is spent at once instead of waiting there, and
+the tokens granted in any second are the requests sent in that second. At low load a slot is granted
+at once. Interaction responses do not come here: Discord exempts them from the global limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import discord
+from discord.http import Route
+
+from bot.request_budget import RequestBudget
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from discord.http import HTTPClient
+
+    from bot.config import Settings
+    from bot.keys import Keys
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Bucket = tuple[
+    str, str
+]  # discord.py's (route key, major parameters), e.g. ("POST /channels/{channel_id}/messages", "42")
+TYPING_PATIENCE_S = 1.0  # a typing indicator that cannot go out within this is pointless
+
+
+class Priority(enum.IntEnum):
+    URGENT = 0
+    UPDATE = 1
+    TYPING = 2
+
+
+class RequestSkipped(Exception):
+    """The request was not sent: the budget had no room for something this unimportant (typing)."""
+
+
+def _bucket(method: str, path: str, channel_id: int, **parameters: int) -> Bucket:
+    route = Route(method, path, channel_id=channel_id, **parameters)
+    return route.key, route.major_parameters
+
+
+def create_bucket(channel_id: int) -> Bucket:
+    return _bucket("POST", "/channels/{channel_id}/messages", channel_id)
+
+
+def edit_bucket(channel_id: int) -> Bucket:
+    return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id, message_id=0)
+
+
+def typing_bucket(channel_id: int) -> Bucket:
+    return _bucket("POST", "/channels/{channel_id}/typing", channel_id)
+
+
+def bucket_room(http: HTTPClient, bucket: Bucket, now: float) -> tuple[int, float]:
+    """(requests discord.py would send at once in this bucket, seconds until it has room again).
+
+    discord.py keeps its buckets in private attributes (``_bucket_hashes``, ``_buckets``); a test fails if
+    an upgrade renames them. Until discord.py has seen a bucket's headers, it lets one request through."""
+    key, major = bucket
+    bucket_hash = http._bucket_hashes.get(key)
+    limit = http._buckets.get(f"{bucket_hash or key}:{major}")
+    if limit is None:
+        return 1 << 30, 0.0
+    if limit.expires is not None and now >= limit.expires:
+        return max(1, limit.limit - limit.outgoing), 0.0
+    if limit.remaining > 0:
+        return limit.remaining, 0.0
+    # Exhausted: until its window resets, or (no headers yet) until the request in flight answers.
+    return 0, (limit.expires - now) if limit.expires is not None else 0.05
+
+
+class Ticket:
+    """A place in the queue; ``await scheduler.wait(ticket)`` returns once it is granted."""
+
+    __slots__ = ("bucket", "deadline", "granted", "priority")
+
+    def __init__(self, priority: Priority, bucket: Bucket | None, deadline: float | None) -> None:
+        self.priority = priority
+        self.bucket = bucket
+        self.deadline = deadline
+        self.granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def promote(self, priority: Priority, scheduler: RequestScheduler) -> None:
+        """Move a waiting ticket up (e.g. an intermediate edit that now carries the closing text)."""
+        if not self.granted.done() and priority < self.priority:
+            self.priority = priority
+            scheduler._enqueue(self)  # the old entry is skipped: its priority no longer matches
+
+
+class RequestScheduler:
+    """Grants REST requests slots from the budget; ``budget`` None sends everything at once (off)."""
+
+    def __init__(self, budget: RequestBudget | None, http: HTTPClient) -> None:
+        self.budget = budget
+        self.http = http
+        self._queues: list[deque[Ticket]] = [deque() for _ in Priority]
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.granted = [0] * len(Priority)  # slots granted per priority
+        self.skipped = 0  # typing indicators not sent
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget is not None
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for queue in self._queues for t in queue if not t.granted.done())
+
+    # ---- the API ------------------------------------------------------------------------------
+    async def send(self, priority: Priority, request: Callable[[], Awaitable[T]], *, bucket: Bucket | None = None) -> T:
+        """Wait for a slot, then run ``request()`` here; RequestSkipped if a TYPING slot never came."""
+        await self.wait(self.submit(priority, bucket=bucket))
+        return await request()
+
+    async def reply(self, source: discord.Message, text: str) -> discord.Message:
+        """A one-off reply to ``source`` at the first priority (it pings no one: the bot's allowed_mentions)."""
+        return await self.send(
+            Priority.URGENT,
+            lambda: source.reply(text, mention_author=False),
+            bucket=create_bucket(source.channel.id),
+        )
+
+    async def post(self, channel: discord.abc.Messageable, channel_id: int, text: str) -> discord.Message:
+        """A one-off message in a channel at the first priority."""
+        return await self.send(Priority.URGENT, lambda: channel.send(text), bucket=create_bucket(channel_id))
+
+    def submit(self, priority: Priority, *, bucket: Bucket | None = None) -> Ticket:
+        """Queue for a slot without waiting yet (see Ticket.promote); TYPING is refused when busy."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TYPING_PATIENCE_S if priority is Priority.TYPING else None
+        ticket = Ticket(priority, bucket, deadline)
+        if self.budget is None:
+            ticket.granted.set_result(None)
+        elif priority is Priority.TYPING and any(self._queues[p] for p in (Priority.URGENT, Priority.UPDATE)):
+            self._skip(ticket)
+        else:
+            self._enqueue(ticket)
+        return ticket
+
+    async def wait(self, ticket: Ticket) -> None:
+        try:
+            await ticket.granted
+        except asyncio.CancelledError:
+            ticket.granted.cancel()  # the waiter gave up: its ticket leaves the queue
+            raise
+
+    def promote(self, ticket: Ticket, priority: Priority) -> None:
+        ticket.promote(priority, self)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for queue in self._queues:
+            for ticket in queue:
+                ticket.granted.cancel()
+            queue.clear()
+
+    # ---- the dispatcher ------------------------------------------------------------------------
+    def _enqueue(self, ticket: Ticket) -> None:
+        self._queues[ticket.priority].append(ticket)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="discord-request-scheduler")
+
+    def _skip(self, ticket: Ticket) -> None:
+        self.skipped += 1
+        ticket.granted.set_exception(RequestSkipped())
+        ticket.granted.exception()  # retrieved here: a waiter that went away must not log it
+
+    async def _run(self) -> None:
+        assert self.budget is not None
+        while True:
+            try:
+                ready, soonest = self._pick(self.budget.burst, take=False)
+                if not ready:
+                    self._wake.clear()
+                    if soonest is None and not any(self._queues):
+                        await self._wake.wait()
+                    else:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), soonest if soonest is not None else 0.05)
+                    continue
+                granted, wait = await self.budget.lease(len(ready))
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the reserved tokens may be spent from then on
+                # Picked again: meanwhile a ticket may have been promoted, cancelled or added. A token
+                # nobody is ready for is not kept: spent later, it could crowd a later second.
+                for ticket in self._pick(granted, take=True)[0]:
+                    self.granted[ticket.priority] += 1
+                    ticket.granted.set_result(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not leave every request waiting forever
+                log.exception("Discord request scheduler failed; carrying on")
+                await asyncio.sleep(0.1)
+
+    def _pick(self, n: int, *, take: bool) -> tuple[list[Ticket], float | None]:
+        """Up to ``n`` tickets whose buckets have room, most urgent first (removed if ``take``), and
+        the seconds until the soonest blocked one may go."""
+        loop_time = asyncio.get_running_loop().time()
+        picked: list[Ticket] = []
+        soonest: float | None = None
+        room: dict[Bucket, int] = {}
+        for priority, queue in enumerate(self._queues):
+            keep: deque[Ticket] = deque()
+            while queue:
+                if len(picked) >= n:
+                    keep.extend(queue)
+                    queue.clear()
+                    break
+                ticket = queue.popleft()
+                if ticket.granted.done() or ticket.priority != priority:
+                    continue  # cancelled, or promoted (queued again at its new priority)
+                if ticket.deadline is not None and loop_time > ticket.deadline:
+                    self._skip(ticket)
+                    continue
+                left, wait = self._room(ticket.bucket, room, loop_time)
+                if left > 0:
+                    picked.append(ticket)
+                    if ticket.bucket is not None:
+                        room[ticket.bucket] = left - 1
+                    if take:
+                        continue
+                else:
+                    soonest = wait if soonest is None else min(soonest, wait)
+                keep.append(ticket)
+            self._queues[priority] = keep
+        return picked, soonest
+
+    def _room(self, bucket: Bucket | None, room: dict[Bucket, int], now: float) -> tuple[int, float]:
+        if bucket is None:
+            return 1, 0.0
+        if bucket in room:
+            return room[bucket], 0.05
+        return bucket_room(self.http, bucket, now)
+
+
+def build_scheduler(settings: Settings, redis: aioredis.Redis, keys: Keys, http: HTTPClient) -> RequestScheduler:
+    """The bot's scheduler: off when ``[discord] requests_per_second`` is 0. A process that runs only
+    some of the shards (SHARD_IDS) shares the budget with the others through Redis; one that runs them
+    all is alone on its token and keeps the bucket in memory."""
+    rate = settings.discord.requests_per_second
+    if rate <= 0:
+        return RequestScheduler(None, http)
+    secrets = settings.secrets
+    shared = secrets.shard_ids is not None and secrets.shard_count is not None
+    share = len(secrets.shard_ids) / secrets.shard_count if shared else 1.0  # type: ignore[arg-type]
+    budget = RequestBudget(redis if shared else None, keys.request_budget(), rate=rate, share=share)
+    return RequestScheduler(budget, http)

@@ -1,0 +1,77 @@
+"""The request budget shared through Redis: one token bucket for every process on the bot token,
+leased a few tokens at a time, and a local share when Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.keys import Keys
+from bot.request_budget import RequestBudget, burst_for
+from bot.storage import connect
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def spend(budget: RequestBudget, seconds: float, stamps: list[float], want: int) -> None:
+    """Lease greedily for ``seconds``, like a process with more requests than budget."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        granted, wait = await budget.lease(want)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        stamps.extend([time.monotonic()] * granted)
+
+
+def busiest_second(stamps: list[float]) -> int:
+    stamps = sorted(stamps)
+    return max((sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps)), default=0)
+
+
+async def test_two_processes_share_one_budget(redis: aioredis.Redis, key_prefix: str, redis_url: str) -> None:
+    rate = 40.0
+    key = Keys(key_prefix).request_budget()
+    other = aioredis.Redis.from_url(redis_url)  # the second process's own connection
+    try:
+        first, second = RequestBudget(redis, key, rate=rate), RequestBudget(other, key, rate=rate)
+        a: list[float] = []
+        b: list[float] = []
+        await asyncio.gather(spend(first, 2.5, a, want=3), spend(second, 2.5, b, want=3))  # both overloaded
+    finally:
+        await other.aclose()
+    assert busiest_second(a + b) <= burst_for(rate) + rate, "together they stay within the one budget"
+    assert len(a) > 10 and len(b) > 10, "both got a share"
+    span = max(a + b) - min(a + b)
+    assert len(a) + len(b) <= burst_for(rate) + rate * span + 1, "and over the whole run"
+    assert first.leases + second.leases < len(a) + len(b), "under load a lease carries several tokens"
+    assert await redis.exists(key), "the bucket lives under the bot's key prefix"
+
+
+async def test_a_full_bucket_grants_a_burst_at_once_then_paces(redis: aioredis.Redis, key_prefix: str) -> None:
+    budget = RequestBudget(redis, Keys(key_prefix).request_budget(), rate=45.0)
+    assert budget.burst == 3 and budget.per_window == 48, "at most 48 in any second: under Discord's 50"
+    assert burst_for(40.0) + 40 == 42, "the default: 42 at most"
+    assert await budget.lease(10) == (3, 0.0), "a lease never exceeds the burst; a full bucket: at once"
+    granted, wait = await budget.lease(3)
+    assert granted == 3 and 0 < wait <= 3 / 45 + 0.01, "empty: reserved, to be spent once refilled"
+    granted, wait = await budget.lease(1)
+    assert granted == 1 and wait > 3 / 45 - 0.01, "the next lease queues behind the last"
+
+
+async def test_without_redis_the_process_uses_its_share_locally(caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        budget = RequestBudget(unreachable, "dcb:discord:budget", rate=40.0, share=0.5)
+        stamps: list[float] = []
+        with caplog.at_level(logging.WARNING, logger="bot.request_budget"):
+            await spend(budget, 1.5, stamps, want=2)
+    finally:
+        await unreachable.aclose()
+    assert stamps, "requests still go out"
+    assert busiest_second(stamps) <= budget.burst + 20, "half the shards: half the rate"
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.message]
+    assert len(warnings) == 1, "said once, not per request"

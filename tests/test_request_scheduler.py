@@ -1,0 +1,160 @@
+"""The request scheduler's rules: priorities, coalescing by promotion, typing skipped under pressure,
+the rate in any one-second window, and discord.py's own bucket state read correctly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import discord
+import pytest
+from discord.http import HTTPClient
+
+from bot.request_budget import RequestBudget
+from cogs.utils.budget import (
+    Priority,
+    RequestScheduler,
+    RequestSkipped,
+    bucket_room,
+    create_bucket,
+    edit_bucket,
+    typing_bucket,
+)
+from tests.standins.discord_fixtures import STANDIN_TOKEN, discord_standin_fixture, running_bot  # noqa: F401
+from tests.standins.discord_standin import DiscordStandin
+from tests.test_standin_discord import make_bot
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def scheduler(rate: float) -> RequestScheduler:
+    http = HTTPClient(asyncio.get_running_loop())  # never connects: only its (empty) bucket state is read
+    return RequestScheduler(RequestBudget(None, "unused", rate=rate), http)
+
+
+async def grants(s: RequestScheduler, tickets: dict[str, object]) -> list[str]:
+    order: list[str] = []
+
+    async def wait(name: str, ticket: object) -> None:
+        await s.wait(ticket)  # type: ignore[arg-type]
+        order.append(name)
+
+    await asyncio.gather(*(wait(name, ticket) for name, ticket in tickets.items()))
+    return order
+
+
+async def test_urgent_requests_go_before_waiting_updates_in_arrival_order() -> None:
+    s = scheduler(rate=20)  # a burst of 1: one slot at a time
+    tickets = {f"edit{i}": s.submit(Priority.UPDATE) for i in range(4)}
+    tickets |= {f"first{i}": s.submit(Priority.URGENT) for i in range(3)}
+    try:
+        assert await grants(s, tickets) == ["first0", "first1", "first2", "edit0", "edit1", "edit2", "edit3"]
+        assert s.granted[Priority.URGENT] == 3 and s.granted[Priority.UPDATE] == 4
+    finally:
+        await s.close()
+
+
+async def test_a_promoted_update_goes_with_the_urgent_requests() -> None:
+    s = scheduler(rate=20)
+    tickets = {f"edit{i}": s.submit(Priority.UPDATE) for i in range(3)}
+    tickets["first"] = s.submit(Priority.URGENT)
+    s.promote(tickets["edit2"], Priority.URGENT)  # e.g. the answer completed: its closing edit
+    try:
+        assert await grants(s, tickets) == ["first", "edit2", "edit0", "edit1"]
+        assert s.granted[Priority.URGENT] == 2, "a promoted ticket is granted once"
+    finally:
+        await s.close()
+
+
+async def test_typing_is_skipped_while_anything_else_waits() -> None:
+    s = scheduler(rate=20)
+    try:
+        waiting = [s.submit(Priority.URGENT) for _ in range(3)]
+        with pytest.raises(RequestSkipped):
+            await s.send(Priority.TYPING, lambda: asyncio.sleep(0))
+        for ticket in waiting:
+            await s.wait(ticket)
+        sent = await s.send(Priority.TYPING, lambda: asyncio.sleep(0, result="typed"))
+        assert sent == "typed", "with nothing waiting, typing goes out"
+        assert s.skipped == 1
+    finally:
+        await s.close()
+
+
+async def test_a_cancelled_wait_gives_up_its_place() -> None:
+    s = scheduler(rate=20)
+    try:
+        first = s.submit(Priority.URGENT)
+        waiter = asyncio.create_task(s.wait(s.submit(Priority.URGENT)))
+        last = s.submit(Priority.URGENT)
+        await asyncio.sleep(0)
+        waiter.cancel()
+        order = await grants(s, {"first": first, "last": last})
+        assert order == ["first", "last"] and s.granted[Priority.URGENT] == 2
+    finally:
+        await s.close()
+
+
+async def test_no_one_second_window_gets_more_than_burst_plus_rate() -> None:
+    rate = 30
+    s = scheduler(rate=rate)
+    assert s.budget is not None
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+        stamps.append(loop.time())
+
+    try:
+        await asyncio.gather(*(one() for _ in range(70)))
+    finally:
+        await s.close()
+    stamps.sort()
+    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
+    assert most <= s.budget.burst + rate
+    assert len(stamps) == 70
+
+
+async def test_off_sends_at_once() -> None:
+    s = RequestScheduler(None, HTTPClient(asyncio.get_running_loop()))
+    sends = (s.send(Priority.UPDATE, lambda i=i: asyncio.sleep(0, result=i)) for i in range(100))
+    results = await asyncio.gather(*sends)
+    assert results == list(range(100)) and not s.enabled
+
+
+async def test_discordpy_bucket_state_is_read_for_the_routes_the_bot_uses(discord_standin: DiscordStandin) -> None:
+    """bucket_room reads discord.py's private rate-limit state: this fails if an upgrade renames it or
+    changes how it keys a channel's message routes."""
+    dc = discord_standin
+    dc.limits.enforce(create_message=(3, 5.0), edit_message=(3, 5.0))
+    guild_id = int(dc.add_guild("Buckets")["id"])
+    channel_id, other_id = (int(dc.add_text_channel(guild_id, name)["id"]) for name in ("a", "b"))
+    bot = make_bot()
+    async with running_bot(bot, STANDIN_TOKEN):
+        channel = bot.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        now = asyncio.get_running_loop().time
+        assert bucket_room(bot.http, create_bucket(channel_id), now())[0] > 0, "unknown bucket: room"
+        message = await channel.send("one")
+        assert bucket_room(bot.http, create_bucket(channel_id), now())[0] == 2
+        await channel.send("two")
+        # The request that empties a bucket holds its caller until the bucket resets (discord.py's
+        # Ratelimit.__aexit__): look at the state meanwhile.
+        third = asyncio.create_task(channel.send("three"))
+        await dc.wait_for_route("create_message", channel_id=channel_id, start=dc.requests[-1].index + 1)
+        for _ in range(100):  # the client reads the answer's headers a moment after the stand-in sent it
+            room, wait = bucket_room(bot.http, create_bucket(channel_id), now())
+            if room == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert room == 0 and 0 < wait <= 5.0
+        third.cancel()
+        assert bucket_room(bot.http, create_bucket(other_id), now())[0] > 0, "buckets are per channel"
+        await message.edit(content="edited")
+        assert bucket_room(bot.http, edit_bucket(channel_id), now())[0] == 2, "edits have a bucket of their own"
+    assert dc.limits.four_twenty_nines == 0
+
+
+def test_buckets_are_per_channel_and_route() -> None:
+    assert len({create_bucket(1), create_bucket(2), edit_bucket(1), typing_bucket(1)}) == 4
+    assert create_bucket(7) == ("POST /channels/{channel_id}/messages", "7")
