@@ -42,10 +42,10 @@ def build_prompt(
     sent again."""
     system = [{"role": "system", "content": system_prompt}]
     system_tokens = counter.message(system_prompt)
-    if summary is not None:
-        system.append(summary.to_message())
-        system_tokens += summary.tokens
     budget = settings.context_window - settings.max_reply_tokens - margin - REPLY_PRIMING_TOKENS - system_tokens
+    if summary is not None and summary.tokens <= budget // 2:  # else (a smaller model now) it is left out
+        system.append(summary.to_message())
+        budget -= summary.tokens
     user_tokens = user_turn.tokens + user_turn.image_tokens(images)
     if user_tokens > budget:
         raise MessageTooLong(user_tokens, budget)
@@ -61,5 +61,6 @@ def build_prompt(
         for index in window.image_turns:
             if index >= start:
                 history[index - start] = window.turns[index].to_message(images, detail)
-    tokens = system_tokens + sum(counts[start:]) + user_tokens + REPLY_PRIMING_TOKENS
+    tokens = system_tokens + (summary.tokens if len(system) > 1 and summary else 0)
+    tokens += sum(counts[start:]) + user_tokens + REPLY_PRIMING_TOKENS
     return Prompt([*system, *history, user_turn.to_message(images, detail)], tokens, start)

@@ -258,5 +258,8 @@ class Summarizer:
         text = "".join(parts).strip()
         if not text:
             raise BotError("the summary came back empty")
+        tokens = served.counter.encoding.encode(text, disallowed_special=())
+        if len(tokens) > self.max_tokens:  # a server that ignored the reply limit: keep what was asked for
+            text = served.counter.encoding.decode(tokens[: self.max_tokens]).strip()
         prompt = sum(served.counter.message(str(m["content"])) for m in messages)
         return text, usage or Usage(prompt, served.counter.count(text), estimated=True)

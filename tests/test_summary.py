@@ -62,8 +62,9 @@ async def test_turns_leaving_the_window_become_a_summary_the_next_prompt_carries
     answer_summaries(model_server)
     services = services_factory(small_window(make_settings))
     assert services.chat.summarizer is not None
-    await talk(services, 8)
-    await services.chat.summarizer.wait()
+    for i in range(8):  # each fold done before the next turn: the turn just before a fold triggered it
+        await talk(services, 1, start=i)
+        await services.chat.summarizer.wait()
     fold = summaries(model_server)[0]
     # Its input: the turns the prompt of the turn before it had left out (and at most half the window).
     folded = fold.messages[1]["content"]
@@ -220,3 +221,17 @@ async def test_summarised_turns_are_trimmed_at_max_messages(
     assert dropped and all(message_id <= through for message_id in dropped), "only covered turns were trimmed"
     users = [m["content"] for m in chats(model_server)[-1].messages if m["role"] == "user"]
     assert users[-1] == "q5" and "q0" not in users
+
+
+async def test_a_summary_longer_than_asked_is_cut_to_summary_max_tokens(
+    services_factory, make_settings, model_server: ModelServer, redis
+) -> None:
+    answer_summaries(model_server, text="word " * 2_000)  # a server that ignores max_completion_tokens
+    settings = small_window(make_settings, summary_max_tokens=64)
+    services = services_factory(settings)
+    await talk(services, 8)
+    await services.chat.summarizer.wait()
+    stored_summary = json.loads(await redis.get(services.keys.summary(CHANNEL)))
+    assert len(stored_summary["text"].split()) <= 64 and stored_summary["tokens"] < 100
+    await talk(services, 1, start=8)
+    assert chats(model_server)[-1].messages[1]["content"].startswith(PROMPT_HEADING), "and it still fits"
