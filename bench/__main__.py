@@ -19,6 +19,7 @@ from typing import Any
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tiktoken-"))
 
 from bench import report
+from bench.budget import budget_run
 from bench.concurrency import concurrency_run, memory_run
 from bench.turns import history_run, process_run
 from tests.standins.redis_embedded import embedded_redis
@@ -37,10 +38,11 @@ class Scale:
     slow_model_s: float
     stored: tuple[int, ...]  # stored conversations for the memory runs
     memory_turns: int
+    budget: tuple[int, ...] = ()  # conversations at once against Discord's real limits (section 7)
 
 
-FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50)
-QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3)
+FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50, (10, 100, 1000))
+QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3, (10,))
 
 
 async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any], list[Any], list[Any]]:
@@ -60,6 +62,11 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         for stored in scale.stored:
             log(f"memory: {stored} stored conversations")
             memory.append(await memory_run(redis_url, stored, scale.memory_turns))
+        budget = []
+        for conversations in scale.budget:
+            for scheduler in (True, False):
+                log(f"request budget: {conversations} at once, scheduler {'on' if scheduler else 'off'}")
+                budget.append(await budget_run(redis_url, conversations, scheduler=scheduler))
     rows = [
         *report.history_rows(runs, inprocess, unpatched),
         *report.storage_rows(counted),
@@ -67,10 +74,11 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         *report.first_text_rows(runs),
         *report.memory_rows(memory),
         *report.token_rows(inprocess),
+        *report.budget_rows(budget),
     ]
     raw = {"scale": scale, "history": runs, "inprocess": inprocess, "unpatched": unpatched, "counted": counted}
     raw["slow"] = slow
-    raw |= {"instant": instant, "memory": memory}
+    raw |= {"instant": instant, "memory": memory, "budget": budget}
     return rows, raw, runs, unpatched
 
 
