@@ -85,6 +85,11 @@ def edit_bucket(channel_id: int) -> Bucket:
     return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id, message_id=0)
 
 
+def thread_bucket(channel_id: int) -> Bucket:
+    """Start Thread without Message (/chat)."""
+    return _bucket("POST", "/channels/{channel_id}/threads", channel_id)
+
+
 def typing_bucket(channel_id: int) -> Bucket:
     return _bucket("POST", "/channels/{channel_id}/typing", channel_id)
 
