@@ -19,6 +19,7 @@ from typing import Any
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="bench-tiktoken-"))
 
 from bench import report
+from bench.budget import budget_run
 from bench.concurrency import concurrency_run, memory_run
 from bench.features import feature_run
 from bench.turns import history_run, process_run
@@ -38,11 +39,12 @@ class Scale:
     slow_model_s: float
     stored: tuple[int, ...]  # stored conversations for the memory runs
     memory_turns: int
-    feature_turns: int = 3  # turns of each kind in the images and long-memory run
+    budget: tuple[int, ...] = ()  # conversations at once against Discord's real limits (section 7)
+    feature_turns: int = 3  # turns of each kind in the images and long-memory run (section 8)
 
 
-FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50, 100)
-QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3)
+FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50, (10, 100, 1000), 100)
+QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3, (10,))
 
 
 async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any], list[Any], list[Any]]:
@@ -62,6 +64,11 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         for stored in scale.stored:
             log(f"memory: {stored} stored conversations")
             memory.append(await memory_run(redis_url, stored, scale.memory_turns))
+        budget = []
+        for conversations in scale.budget:
+            for scheduler in (True, False):
+                log(f"request budget: {conversations} at once, scheduler {'on' if scheduler else 'off'}")
+                budget.append(await budget_run(redis_url, conversations, scheduler=scheduler))
         log(f"images and long memory: {scale.feature_turns} turns of each")
         features = await feature_run(redis_url, scale.feature_turns)
     rows = [
@@ -71,11 +78,12 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
         *report.first_text_rows(runs),
         *report.memory_rows(memory),
         *report.token_rows(inprocess),
+        *report.budget_rows(budget),
         *report.feature_rows(features),
     ]
     raw = {"scale": scale, "history": runs, "inprocess": inprocess, "unpatched": unpatched, "counted": counted}
     raw["slow"] = slow
-    raw |= {"instant": instant, "memory": memory, "features": features}
+    raw |= {"instant": instant, "memory": memory, "budget": budget, "features": features}
     return rows, raw, runs, unpatched
 
 

@@ -70,9 +70,11 @@ async def final_answer(dc: DiscordStandin, channel: int, start: int, timeout: fl
     return (await final_request(dc, channel, start, timeout)).at
 
 
-async def final_request(dc: DiscordStandin, channel: int, start: int, timeout: float) -> RecordedRequest:
+async def final_request(
+    dc: DiscordStandin, channel: int, start: int, timeout: float, *, text: str = ANSWER_TEXT
+) -> RecordedRequest:
     def complete(request: RecordedRequest) -> bool:
-        return isinstance(request.json, dict) and request.json.get("content") == ANSWER_TEXT
+        return isinstance(request.json, dict) and request.json.get("content") == text and request.status == 200
 
     waits = [
         asyncio.ensure_future(dc.recorder.wait_for(complete, key=(route, channel), start=start, timeout=timeout))

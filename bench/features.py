@@ -1,4 +1,4 @@
-"""Section 7: what images and long memory add to a turn, with the bot as ``python -m bot`` in its own
+"""Section 8: what images and long memory add to a turn, with the bot as ``python -m bot`` in its own
 process (as in ``turns.process_run``), at 10 stored turns, next to the same turn without them.
 
 - *image attached*: each message carries one 1920 x 1080 JPEG photo (~0.3 MB) the bot downloads from

@@ -92,10 +92,10 @@ class DiscordSettings:
     # `python -m bot` then tries again with backoff, `sync` and `check` report it and stop.
     connect_timeout_s: float = 10.0
     # The request budget: Discord allows a bot token about 50 REST requests per second in total. The
-    # bot's own requests are paced to this many per second plus a small burst (at 40: at most 42 in any
-    # one second, leaving room for delays on the way to Discord), shared by every process on the
-    # token. 0 turns the scheduler off.
-    requests_per_second: float = 40.0
+    # bot's own requests are paced to this many per second plus a burst (at 32: a burst of 10, at most
+    # 42 in any one second, leaving room for delays on the way to Discord), shared by every process on
+    # the token. 0 turns the scheduler off.
+    requests_per_second: float = 32.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bot.metrics import CONTENT_TYPE
 
@@ -59,7 +59,7 @@ class HealthServer:
         try:
             async with asyncio.timeout(REDIS_PROBE_TIMEOUT_S):
                 await self.bot.services.redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             self.bot.metrics.error(exc)
             return {"ok": False, "error": type(exc).__name__}
         seconds = time.perf_counter() - started

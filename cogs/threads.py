@@ -15,6 +15,7 @@ from bot.conversation import ChatRequest
 from bot.errors import BotError
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
+from cogs.utils.budget import Priority, thread_bucket
 from cogs.utils.replies import answer
 
 if TYPE_CHECKING:
@@ -87,14 +88,19 @@ class Threads(commands.Cog):
         me = interaction.guild.me if interaction.guild else None
         bot_name = me.display_name if me else "the bot"
         try:
-            thread = await channel.create_thread(
-                name=thread_name(message, bot_name),
-                # An announcement channel holds announcement threads only.
-                type=discord.ChannelType.news_thread if channel.is_news() else discord.ChannelType.public_thread,
-                auto_archive_duration=ARCHIVE_AFTER_MIN,
-                # The channel's slowmode carries over to the conversation's thread.
-                slowmode_delay=channel.slowmode_delay or None,
-                reason=f"/chat by {interaction.user} ({interaction.user.id})",
+            # Through the request scheduler, like every REST request the bot makes on its own.
+            thread = await self.bot.requests.send(
+                Priority.URGENT,
+                lambda: channel.create_thread(
+                    name=thread_name(message, bot_name),
+                    # An announcement channel holds announcement threads only.
+                    type=discord.ChannelType.news_thread if channel.is_news() else discord.ChannelType.public_thread,
+                    auto_archive_duration=ARCHIVE_AFTER_MIN,
+                    # The channel's slowmode carries over to the conversation's thread.
+                    slowmode_delay=channel.slowmode_delay or None,
+                    reason=f"/chat by {interaction.user} ({interaction.user.id})",
+                ),
+                bucket=thread_bucket(channel.id),
             )
         except discord.Forbidden:
             raise BotError("thread creation forbidden", user_message=NO_THREADS_HERE) from None
@@ -125,9 +131,10 @@ class Threads(commands.Cog):
         user = interaction.user
         try:
             if not message:
-                await thread.send(f"Hi {user.display_name}! What would you like to talk about?")
+                greeting = f"Hi {user.display_name}! What would you like to talk about?"
+                await self.bot.requests.post(thread, thread.id, greeting)
                 return
-            opening = await thread.send(f"**{user.display_name}** asked:\n{message}")
+            opening = await self.bot.requests.post(thread, thread.id, f"**{user.display_name}** asked:\n{message}")
             assert interaction.guild is not None and interaction.guild_id is not None
             request = ChatRequest(
                 conversation_id=thread.id,

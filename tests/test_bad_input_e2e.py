@@ -9,6 +9,7 @@ import pytest
 
 from cogs.chat import DM_REFUSED, EMPTY_MENTION_HINT
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN
+from tests.harness import MANAGE_GUILD, MANAGE_MESSAGES
 from tests.standins.model_server import Error, Reply
 
 ZALGO = "h̸̢̛̙͎e̵̡̛͓̥l̴̨̛̘̥l̶̢̛̙̥ơ̵̢̙̥"
@@ -154,9 +155,36 @@ async def test_commands_answer_only_in_allowed_servers(chat_bot, world) -> None:
     async with chat_bot(access={"guilds": (world.guild_id + 1,)}) as chat:
         refused = await chat.command("usage")
         assert refused.ephemeral and refused.content == NOT_IN_THIS_SERVER
+        for name, subcommand in (("persona", "list"), ("forget", None), ("model", "list")):
+            other = await chat.command(name, subcommand=subcommand, permissions=MANAGE_GUILD | MANAGE_MESSAGES)
+            assert other.ephemeral and other.content == NOT_IN_THIS_SERVER, name
         in_dm = await chat.command("usage", channel_id=world.dm_channel_id)
         assert in_dm.content.startswith("**Your usage**"), "DMs follow the DM policy, not the server list"
         await chat.mention(world.channel_id, "hello?")
         await chat.dc.post_message(world.dm_channel_id, world.alice, "still here?")
         await chat.answer(world.dm_channel_id, "echo: still here?")
         assert [r.messages[-1]["content"] for r in chat.model.requests] == ["still here?"]
+
+
+async def test_text_files_are_read_up_to_64_kb(chat_bot, world) -> None:
+    """The README's cap: a 64 KB file is read, one byte more is left out with the note, undownloaded."""
+    from cogs.chat import TEXT_FILE_MAX_BYTES
+
+    assert TEXT_FILE_MAX_BYTES == 64 * 1024
+    async with chat_bot() as chat:
+        at_cap = chat.dc.add_attachment(b"a" * (64 * 1024 - 1) + b"\n", "at-cap.txt", "text/plain")
+        over = chat.dc.add_attachment(b"b" * (64 * 1024 + 1), "over.txt", "text/plain")
+        await chat.dc.post_message(
+            world.channel_id,
+            world.alice,
+            f"<@{chat.me['id']}> read these",
+            mentions=[chat.me],
+            attachments=[at_cap, over],
+        )
+        [sent] = await chat.model.wait_for_requests(1, timeout=10)
+        content = sent.messages[-1]["content"]
+        assert content.startswith("read these\n\n[file at-cap.txt]\n" + "a" * 100)
+        assert "a" * (64 * 1024 - 1) in content
+        assert "over.txt" not in content and "bbbb" not in content
+        await chat.dc.wait_for(lambda r: "over.txt" in str((r.json or {}).get("content")), timeout=10)
+        assert chat.dc.cdn_downloads == 1, "the file over the cap is not downloaded"

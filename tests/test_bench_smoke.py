@@ -20,6 +20,7 @@ SMOKE = Scale(
     slow_model_s=0.1,
     stored=(10, 50),
     memory_turns=2,
+    budget=(3,),
     feature_turns=2,
 )
 
@@ -27,7 +28,7 @@ SMOKE = Scale(
 def test_the_benchmark_runs_every_section_and_writes_its_table(tmp_path: Path) -> None:
     rows, raw, runs, _ = asyncio.run(run(SMOKE, lambda text: None))
 
-    assert {row.section.split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
+    assert {row.section.split()[0] for row in rows} == {"1", "2", "3", "4", "5", "6", "7", "8"}
     assert all(row.verdict in ("PASS", "MISS", "") for row in rows)
     assert [r.stored_turns for r in runs] == [10, 100] and all(len(r.warm) == 3 for r in runs)
     assert [r.stored_turns for r in raw["inprocess"]] == [10, 100] and all(len(r.warm) == 2 for r in raw["inprocess"])
@@ -44,6 +45,11 @@ def test_the_benchmark_runs_every_section_and_writes_its_table(tmp_path: Path) -
     assert inprocess[0].encode_calls_per_turn == inprocess[1].encode_calls_per_turn
     assert inprocess[0].encode_calls_no_usage == inprocess[1].encode_calls_no_usage
     assert [m.stored_conversations for m in raw["memory"]] == [10, 50]
+    # The request budget section, with the scheduler and without: every answer complete, no 429.
+    on, off = raw["budget"]
+    assert (on.scheduler, off.scheduler) == (True, False)
+    assert on.complete == on.conversations == 3 and on.four_twenty_nines == 0
+    assert on.requests > 0 and len(on.first_text_ms) == 3 and len(on.first_chunk_ms) == 3
     assert all(m.peak_rss_mib > 0 for m in raw["memory"])
 
     out = tmp_path / "bench.json"

@@ -70,7 +70,7 @@ async def test_thread_channel_and_dm_are_separate_conversations(chat_bot, world)
         thread_request, dm_request = chat.model.requests[1], chat.model.requests[2]
         assert [m["content"] for m in thread_request.messages[1:]] == ["in the thread"]
         assert [m["content"] for m in dm_request.messages[1:]] == ["in a DM"]
-        assert "a direct message" in dm_request.messages[0]["content"]
+        assert "in a Discord direct message" in dm_request.messages[0]["content"]
         assert [t["content"] for t in await chat.stored_turns(world.thread_id)] == [
             "in the thread",
             "echo: in the thread",

@@ -3,6 +3,7 @@ metrics observer API, and the per-turn log line."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -67,6 +68,42 @@ async def test_healthz_and_metrics_after_a_few_turns(chat_bot, world) -> None:
         assert sample(text, 'discord_bot_redis_seconds_count{op="batch"}') == 3 * 2 + 1, "2 per turn, 1 if it fails"
         assert sample(text, "discord_bot_active_streams") == 0
         assert "python_gc" not in text, "a registry of its own, not the process-global default"
+
+
+async def test_healthz_is_503_while_a_shard_is_disconnected(chat_bot, world) -> None:
+    """The gateway drops the shard and takes no new connection for a while: 503 naming the shard,
+    then 200 again once it has RESUMEd."""
+    async with chat_bot(health=HEALTH) as chat:
+        status, _, _ = await get(chat.bot, "/healthz")
+        assert status == 200
+        gateway = chat.dc.gateway
+        gateway.accepting.clear()
+        await chat.dc.disconnect(0, code=4000)  # resumable: discord.py reconnects, and is held
+        for _ in range(100):
+            status, _, body = await get(chat.bot, "/healthz")
+            if status == 503:
+                break
+            await asyncio.sleep(0.02)
+        assert status == 503, body
+        health = json.loads(body)
+        assert health["status"] == "unavailable" and health["redis"]["ok"] is True
+        assert health["gateway"] == {"ok": False, "shards": {"0": False}}
+        _, _, text = await get(chat.bot, "/metrics")
+        assert sample(text, "discord_bot_shards_connected") == 0
+        gateway.accepting.set()
+        await chat.dc.wait_resumed(0)
+        status, _, body = await get(chat.bot, "/healthz")
+        assert status == 200, body
+
+
+async def test_healthz_is_503_when_a_redis_cluster_is_unreachable(discord_standin, make_settings, world) -> None:
+    from tests.standins.unreachable import unused_port
+
+    settings = make_settings(health=HEALTH, secrets={"redis_url": f"redis+cluster://127.0.0.1:{unused_port()}"})
+    async with start_bot(settings, discord_standin) as bot:
+        status, _, body = await get(bot, "/healthz")
+    assert status == 503, body
+    assert json.loads(body)["redis"] == {"ok": False, "error": "RedisClusterException"}
 
 
 async def test_healthz_is_503_when_redis_is_unreachable(discord_standin, make_settings, world) -> None:

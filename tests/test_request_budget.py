@@ -52,14 +52,14 @@ async def test_two_processes_share_one_budget(redis: aioredis.Redis, key_prefix:
 
 
 async def test_a_full_bucket_grants_a_burst_at_once_then_paces(redis: aioredis.Redis, key_prefix: str) -> None:
-    budget = RequestBudget(redis, Keys(key_prefix).request_budget(), rate=45.0)
-    assert budget.burst == 3 and budget.per_window == 48, "at most 48 in any second: under Discord's 50"
-    assert burst_for(40.0) + 40 == 42, "the default: 42 at most"
+    budget = RequestBudget(redis, Keys(key_prefix).request_budget(), rate=9.0)
+    assert budget.burst == 3 and budget.per_window == 12
+    assert burst_for(32.0) + 32 == 42, "the default: 42 at most in any second, under Discord's 50"
     assert await budget.lease(10) == (3, 0.0), "a lease never exceeds the burst; a full bucket: at once"
     granted, wait = await budget.lease(3)
-    assert granted == 3 and 0 < wait <= 3 / 45 + 0.01, "empty: reserved, to be spent once refilled"
+    assert granted == 3 and 0 < wait <= 3 / 9 + 0.01, "empty: reserved, to be spent once refilled"
     granted, wait = await budget.lease(1)
-    assert granted == 1 and wait > 3 / 45 - 0.01, "the next lease queues behind the last"
+    assert granted == 1 and wait > 3 / 9 - 0.01, "the next lease queues behind the last"
 
 
 async def test_without_redis_the_process_uses_its_share_locally(caplog: pytest.LogCaptureFixture) -> None:

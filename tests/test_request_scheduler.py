@@ -43,7 +43,7 @@ async def grants(s: RequestScheduler, tickets: dict[str, object]) -> list[str]:
 
 
 async def test_urgent_requests_go_before_waiting_updates_in_arrival_order() -> None:
-    s = scheduler(rate=20)  # a burst of 1: one slot at a time
+    s = scheduler(rate=3)  # a burst of 1: one slot at a time
     tickets = {f"edit{i}": s.submit(Priority.UPDATE) for i in range(4)}
     tickets |= {f"first{i}": s.submit(Priority.URGENT) for i in range(3)}
     try:
@@ -54,7 +54,7 @@ async def test_urgent_requests_go_before_waiting_updates_in_arrival_order() -> N
 
 
 async def test_a_promoted_update_goes_with_the_urgent_requests() -> None:
-    s = scheduler(rate=20)
+    s = scheduler(rate=3)
     tickets = {f"edit{i}": s.submit(Priority.UPDATE) for i in range(3)}
     tickets["first"] = s.submit(Priority.URGENT)
     s.promote(tickets["edit2"], Priority.URGENT)  # e.g. the answer completed: its closing edit
@@ -66,7 +66,7 @@ async def test_a_promoted_update_goes_with_the_urgent_requests() -> None:
 
 
 async def test_typing_is_skipped_while_anything_else_waits() -> None:
-    s = scheduler(rate=20)
+    s = scheduler(rate=3)
     try:
         waiting = [s.submit(Priority.URGENT) for _ in range(3)]
         with pytest.raises(RequestSkipped):
@@ -81,7 +81,7 @@ async def test_typing_is_skipped_while_anything_else_waits() -> None:
 
 
 async def test_a_cancelled_wait_gives_up_its_place() -> None:
-    s = scheduler(rate=20)
+    s = scheduler(rate=3)
     try:
         first = s.submit(Priority.URGENT)
         waiter = asyncio.create_task(s.wait(s.submit(Priority.URGENT)))

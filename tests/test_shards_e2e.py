@@ -13,7 +13,7 @@ from typing import Any
 from tests.conftest import TEST_DISCORD_TOKEN
 from tests.harness import MANAGE_GUILD, bot_env, start_bot_process, stop_bot_process, write_config
 from tests.standins.discord_standin import DiscordStandin
-from tests.standins.model_server import ModelServer
+from tests.standins.model_server import ModelServer, Reply
 
 SHARDS = 2
 
@@ -60,6 +60,11 @@ async def test_two_processes_share_the_shards_and_the_state(tmp_path, model_serv
                 # Each guild's messages reach only the process running its shard, and are answered.
                 await mention(dc, channels[0], alice, "hello shard zero")
                 await mention(dc, channels[1], alice, "hello shard one")
+                # Whatever the model writes, a bot process's messages ping no one.
+                model_server.script(Reply(f"@everyone and <@{alice['id']}>, look"))
+                await dc.post_message(channels[1], alice, f"<@{dc.bot_user['id']}> ping them", mentions=[dc.bot_user])
+                pinging = await dc.wait_for(lambda r: "@everyone" in str((r.json or {}).get("content")), 10)
+                assert pinging.json["allowed_mentions"]["parse"] == []
                 payload = await dc.send_command(
                     "persona", user=alice, channel_id=channels[0], subcommand="set", options={"name": "joker"},
                     permissions=MANAGE_GUILD,
@@ -84,3 +89,4 @@ async def test_two_processes_share_the_shards_and_the_state(tmp_path, model_serv
         assert "Shard ID 1 has connected" in one_log[0] and "Shard ID 0" not in one_log[0]
         assert "a joke bot" not in model_server.requests[-1].messages[0]["content"], "guild-1 kept its persona"
         assert not dc.internal_errors
+        dc.assert_no_mention_violations()

@@ -296,3 +296,25 @@ async def test_a_voice_message_in_its_thread_is_heard_without_a_mention(chat_bot
         await chat.answer(thread_id, f"echo: {heard}")
         assert len(chat.model.transcriptions) == 1
         assert chat.model.requests[-1].messages[-1]["content"] == heard
+
+
+async def test_chats_opened_at_once_stay_within_the_request_budget(chat_bot, world) -> None:
+    """Thread creation and the opening messages go through the request scheduler: several /chat at once
+    under a small budget all land, without a single 429 from Discord."""
+    import asyncio
+
+    from cogs.utils.budget import Priority
+
+    rate = 4.0
+    async with chat_bot(discord={"requests_per_second": rate}) as chat:
+        chat.dc.limits.enforce()
+        granted = chat.bot.requests.granted[Priority.URGENT]
+        questions = [f"question {i}" for i in range(6)]
+        opened = await asyncio.gather(*(open_chat(chat, message=q, user=world.bob) for q in questions))
+        threads = [thread for thread, _ in opened]
+        answers = (chat.answer(t, f"echo: {q}", timeout=30) for t, q in zip(threads, questions, strict=True))
+        await asyncio.gather(*answers)
+        assert chat.dc.limits.four_twenty_nines == 0
+        # Per chat: the thread, the quoted question and the answer (one message, complete by its slot).
+        assert chat.bot.requests.granted[Priority.URGENT] - granted >= 3 * len(questions)
+        assert len(set(threads)) == len(questions)

@@ -279,3 +279,35 @@ async def test_an_empty_transcript_is_refused_but_its_audio_still_counts(chat_bo
         mine = await chat.command("usage", options={"days": 1}, channel_id=world.dm_channel_id)
         assert "4 s of audio" in mine.content and "1 request" in mine.content
         assert chat.model.requests == [] and await chat.stored_turns(world.dm_channel_id) == []
+
+
+async def test_the_transcribe_menu_answers_only_in_allowed_servers(chat_bot, world) -> None:
+    from bot.app import NOT_IN_THIS_SERVER
+
+    async with chat_bot(access={"guilds": (world.guild_id + 1,)}) as chat:
+        voice = await send_voice(chat, world.channel_id, voice_clip(chat))
+        response = await chat.response_to(await chat.dc.send_message_command("Transcribe", voice, user=world.bob))
+        assert response.ephemeral and response.content == NOT_IN_THIS_SERVER
+        assert chat.model.transcriptions == [], "nothing is sent for transcription outside the listed servers"
+        assert chat.dc.cdn_downloads == 0
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "sent_type"),
+    [
+        ("memo.webm", "audio/webm", "audio/webm"),
+        ("screen.webm", "video/webm", "video/webm"),
+        ("take.flac", "audio/flac", "audio/flac"),
+        ("take2.flac", "application/octet-stream", "audio/flac"),
+    ],
+)
+async def test_webm_and_flac_files_are_transcribed(chat_bot, world, filename, content_type, sent_type) -> None:
+    """The README lists webm and flac among the audio files it takes (bytes passed on as delivered)."""
+    data = b"\x1aE\xdf\xa3" + b"\0" * 500 if filename.endswith(".webm") else b"fLaC" + b"\0" * 500
+    async with chat_bot() as chat:
+        chat.model.script_transcriptions(Transcript("what time is it"))
+        upload = chat.dc.add_attachment(data, filename, content_type)
+        await send_voice(chat, world.dm_channel_id, upload)
+        await chat.answer(world.dm_channel_id, "echo: what time is it")
+        [sent] = chat.model.transcriptions
+        assert (sent.filename, sent.content_type, sent.file) == (filename, sent_type, data)

@@ -29,10 +29,13 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, TypeVar
 
+import aiohttp
 import discord
 from discord.http import Route
 
@@ -51,6 +54,12 @@ Bucket = tuple[
     str, str
 ]  # discord.py's (route key, major parameters), e.g. ("POST /channels/{channel_id}/messages", "42")
 TYPING_PATIENCE_S = 1.0  # a typing indicator that cannot go out within this is pointless
+# Granted requests still on their way to the socket. A congested event loop (a burst of a thousand
+# conversations) can hold granted requests back and then write them together, so Discord would see
+# them bunched in one second; no more slots are granted while this many are unwritten.
+MAX_UNWRITTEN = 3
+UNWRITTEN_TTL_S = 0.5  # a granted slot its holder never used (nothing left to send) stops counting
+_SCHEDULED_PATH = re.compile(r"/channels/\d+/(messages(/\d+)?|typing)$")
 
 
 class Priority(enum.IntEnum):
@@ -74,6 +83,11 @@ def create_bucket(channel_id: int) -> Bucket:
 
 def edit_bucket(channel_id: int) -> Bucket:
     return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id, message_id=0)
+
+
+def thread_bucket(channel_id: int) -> Bucket:
+    """Start Thread without Message (/chat)."""
+    return _bucket("POST", "/channels/{channel_id}/threads", channel_id)
 
 
 def typing_bucket(channel_id: int) -> Bucket:
@@ -127,6 +141,28 @@ class RequestScheduler:
         self._task: asyncio.Task[None] | None = None
         self.granted = [0] * len(Priority)  # slots granted per priority
         self.skipped = 0  # typing indicators not sent
+        self._unwritten: deque[float] = deque()  # when each granted slot was granted, until written
+        self._written = asyncio.Event()
+        if budget is not None and getattr(http, "http_trace", None) is None:
+            http.http_trace = self._trace()  # read by discord.py when it opens its session (login)
+
+    def _trace(self) -> aiohttp.TraceConfig:
+        """Tells the scheduler when a request of the kinds it grants has been written to the socket."""
+        trace = aiohttp.TraceConfig()
+
+        async def written(session: object, context: SimpleNamespace, params: object) -> None:
+            url = getattr(params, "url", None)
+            if url is not None and self._unwritten and _SCHEDULED_PATH.search(url.path):
+                self._unwritten.popleft()
+                self._written.set()
+
+        trace.on_request_headers_sent.append(written)
+        return trace
+
+    def _writes_pending(self, now: float) -> bool:
+        while self._unwritten and now - self._unwritten[0] > UNWRITTEN_TTL_S:
+            self._unwritten.popleft()
+        return len(self._unwritten) >= MAX_UNWRITTEN
 
     @property
     def enabled(self) -> bool:
@@ -202,8 +238,14 @@ class RequestScheduler:
 
     async def _run(self) -> None:
         assert self.budget is not None
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                if self._writes_pending(loop.time()):
+                    self._written.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._written.wait(), UNWRITTEN_TTL_S)
+                    continue
                 ready, soonest = self._pick(self.budget.burst, take=False)
                 if not ready:
                     self._wake.clear()
@@ -220,6 +262,7 @@ class RequestScheduler:
                 # nobody is ready for is not kept: spent later, it could crowd a later second.
                 for ticket in self._pick(granted, take=True)[0]:
                     self.granted[ticket.priority] += 1
+                    self._unwritten.append(loop.time())
                     ticket.granted.set_result(None)
             except asyncio.CancelledError:
                 raise

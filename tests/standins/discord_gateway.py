@@ -111,6 +111,10 @@ class Gateway:
         self._identified = asyncio.Condition()
         self.resume_count = 0
         self.ops_received: list[dict[str, Any]] = []
+        # Cleared: new connections are accepted but get no HELLO until it is set again, as from a
+        # gateway that is down (a shard stays disconnected for as long as a test needs).
+        self.accepting = asyncio.Event()
+        self.accepting.set()
 
     # ---- websocket handler ---------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -119,8 +123,9 @@ class Gateway:
         conn = Connection(ws)
         self.connections.add(conn)
         session: Session | None = None
-        conn.send(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval}}))
         try:
+            await self.accepting.wait()
+            conn.send(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval}}))
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
                     continue
@@ -340,6 +345,7 @@ class Gateway:
             raise AssertionError(f"shard {shard_id} did not RESUME within {timeout}s") from None
 
     async def close(self) -> None:
+        self.accepting.set()  # held connections go on, and end with the others
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.close(1001, b"stand-in shutting down")
