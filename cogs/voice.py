@@ -91,7 +91,7 @@ class Voice(commands.Cog):
                 await self.bot.requests.reply(message, VOICE_OFF)
                 return
             audio = self.accept(attachment)
-            async with message.channel.typing():
+            async with self.bot.requests.typing(message.channel, message.channel.id):
                 heard = await self.transcribe(
                     attachment, audio, message.guild.id if message.guild else None, message.author.id
                 )

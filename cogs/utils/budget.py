@@ -31,7 +31,7 @@ import enum
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -54,6 +54,8 @@ Bucket = tuple[
     str, str
 ]  # discord.py's (route key, major parameters), e.g. ("POST /channels/{channel_id}/messages", "42")
 TYPING_PATIENCE_S = 1.0  # a typing indicator that cannot go out within this is pointless
+TYPING_REFRESH_S = 8.0  # Discord shows "typing" for about 10 s per request
+TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
 # Granted requests still on their way to the socket. A congested event loop (a burst of a thousand
 # conversations) can hold granted requests back and then write them together, so Discord would see
 # them bunched in one second; no more slots are granted while this many are unwritten.
@@ -189,6 +191,30 @@ class RequestScheduler:
     async def post(self, channel: discord.abc.Messageable, channel_id: int, text: str) -> discord.Message:
         """A one-off message in a channel at the first priority."""
         return await self.send(Priority.URGENT, lambda: channel.send(text), bucket=create_bucket(channel_id))
+
+    @contextlib.asynccontextmanager
+    async def typing(self, channel: discord.abc.Messageable, channel_id: int) -> AsyncIterator[None]:
+        """Show "typing" in a channel while the block runs, through the budget (skipped when it is
+        short); the indicator's task is stopped and awaited when the block ends."""
+        task = asyncio.create_task(self.keep_typing(channel, channel_id))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def keep_typing(self, channel: discord.abc.Messageable, channel_id: int) -> None:
+        """Typing every TYPING_REFRESH_S until cancelled; a failed indicator ends it (it is cosmetic)."""
+        try:
+            while True:
+                try:
+                    await self.send(Priority.TYPING, channel.typing, bucket=typing_bucket(channel_id))
+                except RequestSkipped:  # the budget is short: messages come first
+                    await asyncio.sleep(TYPING_RETRY_S)
+                else:
+                    await asyncio.sleep(TYPING_REFRESH_S)
+        except discord.HTTPException as exc:
+            log.debug("Typing indicator failed in %s: %s", channel_id, exc)
 
     def submit(self, priority: Priority, *, bucket: Bucket | None = None) -> Ticket:
         """Queue for a slot without waiting yet (see Ticket.promote); TYPING is refused when busy."""

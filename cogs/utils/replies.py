@@ -29,11 +29,9 @@ from cogs.utils.budget import (
     Bucket,
     Priority,
     RequestScheduler,
-    RequestSkipped,
     Ticket,
     create_bucket,
     edit_bucket,
-    typing_bucket,
 )
 from cogs.utils.text import name_list
 
@@ -43,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TYPING_REFRESH_S = 8.0  # Discord shows "typing" for about 10 s per request
-TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
 NOTES = {
     "length": "*(Answer cut short: it reached the reply length limit.)*",
     "content_filter": "*(The model's content filter stopped this answer.)*",
@@ -95,17 +91,7 @@ class StreamingReply:
         # request aiohttp writes from a task of its own created in that same pass. Typing is
         # cosmetic; the model request goes out first (~0.4 ms sooner), typing right after it.
         await asyncio.sleep(0)
-        channel = self.source.channel
-        try:
-            while True:
-                try:
-                    await self.requests.send(Priority.TYPING, channel.typing, bucket=typing_bucket(self.channel_id))
-                except RequestSkipped:  # the budget is short: the answer's own messages come first
-                    await asyncio.sleep(TYPING_RETRY_S)
-                else:
-                    await asyncio.sleep(TYPING_REFRESH_S)
-        except discord.HTTPException as exc:
-            log.debug("Typing indicator failed in %s: %s", self.channel_id, exc)
+        await self.requests.keep_typing(self.source.channel, self.channel_id)
 
     def _stop_typing(self) -> None:
         if self._typing is not None:
