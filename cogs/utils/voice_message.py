@@ -20,6 +20,7 @@ from discord.http import handle_message_parameters
 
 from bot.audio import VoiceAudio
 from bot.errors import VoiceMessageRefused
+from cogs.utils.budget import Priority, create_bucket
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -69,7 +70,11 @@ async def send_voice_message(bot: ChatBot, source: discord.Message, audio: Voice
     )
     with params:  # closes the file
         try:
-            return await bot.http.send_message(channel.id, params=params)
+            return await bot.requests.send(
+                Priority.URGENT,
+                lambda: bot.http.send_message(channel.id, params=params),
+                bucket=create_bucket(channel.id),
+            )
         except discord.HTTPException as exc:
             if exc.code in (CANNOT_SEND_VOICE_MESSAGES, MISSING_PERMISSIONS):
                 raise VoiceMessageRefused(f"channel {channel.id}: {exc.status} {exc.code} {exc.text}") from exc
