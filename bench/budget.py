@@ -5,9 +5,9 @@ default), once with it off (``requests_per_second = 0``: discord.py alone, as be
 
 Per run: the 429s the stand-in answered, the bot's REST requests per turn (messages, edits, typing,
 retries included), the time from the first message to the last answer complete on Discord and stored
-in Redis, against the lower bound (the model's 5 s, or one request per answer at the budget's rate,
-whichever is longer), first text (message posted -> the bot's first message on Discord, and model's
-first chunk -> first message), and how many answers are complete and stored once.
+in Redis, against the lower bound (the model's 5 s, then one request per answer at the budget's
+rate), first text (message posted -> the bot's first message on Discord, and model's first chunk ->
+first message), and how many answers are complete and stored once.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ class BudgetRun:
 
     @property
     def lower_bound_s(self) -> float:
-        """No answer is complete before the model's stream ends, and each needs one message at least."""
-        return max(STREAM_S, self.conversations / self.rate)
+        """Each answer needs at least one request carrying its complete text, and none can go before
+        the model's stream ends: from then on the budget sends its burst at once, the rest at its rate."""
+        return STREAM_S + max(0, self.conversations - burst_for(self.rate)) / self.rate
 
 
 async def budget_run(redis_url: str, conversations: int, *, scheduler: bool = True) -> BudgetRun:
