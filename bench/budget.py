@@ -82,7 +82,7 @@ async def budget_run(redis_url: str, conversations: int, *, scheduler: bool = Tr
             probe, channels = guild.channels[0], guild.channels[1:]
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=len(ANSWER_TEXT) // 2 + 1)
             settings = bench_settings(redis_url, model.base_url, prefix)
-            config = bot_config(prefix) | {"discord": {"requests_per_second": RATE if scheduler else 0}}
+            config = bot_config(prefix, requests_per_second=RATE if scheduler else 0)
             async with BotProcess(settings, dc, config) as proc:
                 await wait_until_answering(dc, guild, probe, proc)
                 await asyncio.sleep(1.1)  # the probe's requests leave the one-second window

@@ -55,12 +55,15 @@ class MemoryRun:
     peak_rss_mib: float
 
 
-def bot_config(key_prefix: str) -> dict[str, dict[str, Any]]:
+def bot_config(key_prefix: str, *, requests_per_second: float = 0.0) -> dict[str, dict[str, Any]]:
+    """The bot process's config. Sections 3 and 5 measure CPU against a stand-in without rate limits,
+    so the request budget is off there; section 7 sets it."""
     return {
         "model": {"name": MODEL},
         "redis": {"key_prefix": key_prefix},
         "tokens": {"download_encodings": False},
         "logging": {"level": "WARNING"},
+        "discord": {"requests_per_second": requests_per_second},
     }
 
 

@@ -41,7 +41,8 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', strin
 redis.call('PEXPIRE', KEYS[1], 60000)
 local wait = 0
 if tokens < 0 then wait = math.ceil(-tokens * 1000 / rate) end
-return {want, wait}
+-- the balance left, in thousandths (a reply's numbers are integers): how full the bucket is
+return {want, wait, math.floor(tokens * 1000)}
 """
 RETRY_REDIS_S = 5.0  # how long the local bucket is used before Redis is asked again
 
@@ -80,6 +81,7 @@ class RequestBudget:
         self.burst = burst_for(rate)
         self.local = LocalBucket(rate * share, self.burst)
         self._local_until = 0.0
+        self._left, self._left_at = float(self.burst), time.monotonic()  # the balance at the last lease
         self.leases = 0  # Redis round trips made (the benchmark reports tokens per lease)
         self.granted = 0
 
@@ -88,11 +90,18 @@ class RequestBudget:
         """The most tokens granted in any one-second window."""
         return self.burst + self.rate
 
+    def nearly_full(self) -> bool:
+        """Is the bucket (as of the last lease, refilled since) nearly full? Typing only spends a
+        token then, so it never delays an answer's first message."""
+        left = min(self.burst, self._left + (time.monotonic() - self._left_at) * self.rate)
+        return left >= max(1, self.burst - 1)
+
     async def lease(self, want: int) -> tuple[int, float]:
         """(tokens reserved, at most ``want`` and the burst; seconds to wait before spending them)."""
         want = max(1, min(want, self.burst))
         if self.redis is None or time.monotonic() < self._local_until:
             granted, wait = self.local.lease(want)
+            self._left = self.local.tokens
         else:
             try:
                 # No timeout of its own: a slow lease under load (a busy pool) is still the shared
@@ -100,6 +109,7 @@ class RequestBudget:
                 # A Redis that is down fails fast (connection refused) or at the client's timeouts.
                 reply = await self.redis.eval(LEASE_LUA, 1, self.key, self.rate, self.burst, want)
                 granted, wait = int(reply[0]), int(reply[1]) / 1000
+                self._left = int(reply[2]) / 1000
                 self.leases += 1
             except (RedisError, OSError) as exc:
                 log.warning(
@@ -110,5 +120,7 @@ class RequestBudget:
                 )
                 self._local_until = time.monotonic() + RETRY_REDIS_S
                 granted, wait = self.local.lease(want)
+                self._left = self.local.tokens
+        self._left_at = time.monotonic()
         self.granted += granted
         return granted, wait

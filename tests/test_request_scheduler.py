@@ -66,7 +66,7 @@ async def test_a_promoted_update_goes_with_the_urgent_requests() -> None:
 
 
 async def test_typing_is_skipped_while_anything_else_waits() -> None:
-    s = scheduler(rate=3)
+    s = scheduler(rate=20)  # a burst of 6: typing waits until 5 are back
     try:
         waiting = [s.submit(Priority.URGENT) for _ in range(3)]
         with pytest.raises(RequestSkipped):
@@ -74,7 +74,7 @@ async def test_typing_is_skipped_while_anything_else_waits() -> None:
         for ticket in waiting:
             await s.wait(ticket)
         sent = await s.send(Priority.TYPING, lambda: asyncio.sleep(0, result="typed"))
-        assert sent == "typed", "with nothing waiting, typing goes out"
+        assert sent == "typed", "with nothing waiting, typing goes out (once the bucket is nearly full)"
         assert s.skipped == 1
     finally:
         await s.close()
@@ -153,6 +153,21 @@ async def test_discordpy_bucket_state_is_read_for_the_routes_the_bot_uses(discor
         await message.edit(content="edited")
         assert bucket_room(bot.http, edit_bucket(channel_id), now())[0] == 2, "edits have a bucket of their own"
     assert dc.limits.four_twenty_nines == 0
+
+
+async def test_typing_leaves_the_burst_to_first_messages() -> None:
+    """Ten conversations start together: their typing indicators must not spend the burst that their
+    first messages need a moment later."""
+    s = scheduler(rate=32)  # a burst of 10
+    try:
+        typing = [asyncio.create_task(s.send(Priority.TYPING, lambda: asyncio.sleep(0))) for _ in range(10)]
+        await asyncio.sleep(0.01)
+        firsts = {f"first{i}": s.submit(Priority.URGENT) for i in range(10)}
+        await asyncio.wait_for(grants(s, firsts), timeout=0.2)  # all from the burst, no refill wait
+        assert s.granted[Priority.TYPING] <= 2, "typing only from a nearly full bucket"
+        await asyncio.gather(*typing, return_exceptions=True)
+    finally:
+        await s.close()
 
 
 def test_buckets_are_per_channel_and_route() -> None:

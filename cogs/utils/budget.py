@@ -15,7 +15,9 @@ every process on the token through Redis), most urgent first, FIFO within a prio
 - ``UPDATE``: an intermediate streaming edit, only when nothing urgent waits. A streaming reply keeps at
   most one waiting and sends the newest text when it is granted (coalescing); if the answer completes
   first, the ticket is promoted and carries the closing text instead (the intermediate edit is dropped);
-- ``TYPING``: the typing indicator, skipped when anything else waits or when no slot comes within a second.
+- ``TYPING``: the typing indicator, only from a nearly full bucket (so ten conversations starting
+  together post their first text at once rather than ten typing indicators), skipped when anything
+  else waits or when no slot comes within a second.
 
 A request is only granted when discord.py's own bucket for its route and channel has room (read from
 discord.py's rate-limit state), so a granted slot is spent at once instead of waiting there, and
@@ -303,6 +305,7 @@ class RequestScheduler:
         picked: list[Ticket] = []
         soonest: float | None = None
         room: dict[Bucket, int] = {}
+        spare = self.budget is not None and self.budget.nearly_full()
         for priority, queue in enumerate(self._queues):
             keep: deque[Ticket] = deque()
             while queue:
@@ -316,6 +319,11 @@ class RequestScheduler:
                 if ticket.deadline is not None and loop_time > ticket.deadline:
                     self._skip(ticket)
                     continue
+                if ticket.priority is Priority.TYPING:
+                    if not spare:
+                        keep.append(ticket)  # waits (until its deadline) for a nearly full bucket
+                        continue
+                    spare = False  # one per lease: the next one looks at the bucket again
                 left, wait = self._room(ticket.bucket, room, loop_time)
                 if left > 0:
                     picked.append(ticket)
