@@ -81,10 +81,10 @@ def assert_clean(output: Output) -> None:
     assert "PyNaCl" not in output.text and "davey" not in output.text, output.text
 
 
-async def sigterm_stops_it(output: Output) -> None:
-    output.process.send_signal(signal.SIGTERM)
+async def sigterm_stops_it(output: Output, sig: signal.Signals = signal.SIGTERM) -> None:
+    output.process.send_signal(sig)
     assert await output.finish(STOP_WITHIN_S) == 0, output.text
-    assert "SIGTERM received: stopping" in output.text
+    assert f"{sig.name} received: stopping" in output.text
     assert_clean(output)
 
 
@@ -96,11 +96,12 @@ def env(discord_standin, model_server, redis_url) -> dict[str, str]:
 # ---- python -m bot keeps trying, one line per attempt, and SIGTERM stops it -----------------------
 
 
-async def test_refused_login_is_retried_with_backoff_until_sigterm(tmp_path, env, key_prefix) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_refused_login_is_retried_with_backoff_until_a_stop_signal(tmp_path, env, key_prefix, sig) -> None:
     base = f"http://127.0.0.1:{unused_port()}"
     async with bot_process("--config", str(config(tmp_path, key_prefix)), env=env | {"DISCORD_API_BASE": base}) as out:
         attempts = await out.wait_for(ATTEMPT, count=2)
-        await sigterm_stops_it(out)
+        await sigterm_stops_it(out, sig)
     for attempt in attempts:
         assert attempt["what"] == "log in to Discord"
         assert attempt["where"] == f"{base}/api/v10"
