@@ -53,6 +53,20 @@ async def test_urgent_requests_go_before_waiting_updates_in_arrival_order() -> N
         await s.close()
 
 
+async def test_complete_answers_go_before_first_texts_of_answers_still_streaming() -> None:
+    """Under overload a slot is better spent on an answer that is done (one request) than on a first
+    text that will need its closing edit later."""
+    s = scheduler(rate=3)
+    tickets = {f"streaming{i}": s.submit(Priority.FIRST) for i in range(2)}
+    tickets |= {f"complete{i}": s.submit(Priority.URGENT) for i in range(2)}
+    tickets["edit"] = s.submit(Priority.UPDATE)
+    try:
+        order = await grants(s, tickets)
+        assert order == ["complete0", "complete1", "streaming0", "streaming1", "edit"]
+    finally:
+        await s.close()
+
+
 async def test_a_promoted_update_goes_with_the_urgent_requests() -> None:
     s = scheduler(rate=3)
     tickets = {f"edit{i}": s.submit(Priority.UPDATE) for i in range(3)}

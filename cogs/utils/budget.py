@@ -11,7 +11,11 @@ Usage (any cog)::
 and its errors reach the caller. Slots go out at the budget's rate (bot/request_budget.py, shared by
 every process on the token through Redis), most urgent first, FIFO within a priority:
 
-- ``URGENT``: an answer's first message, its closing edit, a one-off reply;
+- ``URGENT``: a request carrying an answer's complete text (its closing edit, or its first message
+  once the answer is complete), a one-off reply;
+- ``FIRST``: the first message of an answer still streaming. Below URGENT so that under overload the
+  slots go to answers that are done (one request each) rather than to first texts that will need a
+  closing edit later; at low load nothing waits and the first text goes out at once;
 - ``UPDATE``: an intermediate streaming edit, only when nothing urgent waits. A streaming reply keeps at
   most one waiting and sends the newest text when it is granted (coalescing); if the answer completes
   first, the ticket is promoted and carries the closing text instead (the intermediate edit is dropped);
@@ -67,9 +71,10 @@ _SCHEDULED_PATH = re.compile(r"/channels/\d+/(messages(/\d+)?|typing)$")
 
 
 class Priority(enum.IntEnum):
-    URGENT = 0
-    UPDATE = 1
-    TYPING = 2
+    URGENT = 0  # a request that carries an answer's final text, a one-off reply
+    FIRST = 1  # the first message of an answer still streaming
+    UPDATE = 2
+    TYPING = 3
 
 
 class RequestSkipped(Exception):
@@ -225,7 +230,7 @@ class RequestScheduler:
         ticket = Ticket(priority, bucket, deadline)
         if self.budget is None:
             ticket.granted.set_result(None)
-        elif priority is Priority.TYPING and any(self._queues[p] for p in (Priority.URGENT, Priority.UPDATE)):
+        elif priority is Priority.TYPING and any(self._queues[p] for p in Priority if p is not Priority.TYPING):
             self._skip(ticket)
         else:
             self._enqueue(ticket)

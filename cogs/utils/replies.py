@@ -69,6 +69,7 @@ class StreamingReply:
         self._sent: list[discord.Message] = []
         self._shown: list[str] = []
         self._done = False  # the text is final: what is left to send is urgent
+        self._complete = False  # the model's stream has ended (the notes may still come)
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
         self._posted = asyncio.Event()  # the first message is out (or the pump has ended)
@@ -109,6 +110,9 @@ class StreamingReply:
         """Return once the first message is out; raise what stopped it (nothing was shown)."""
         if self.hold or (not self._sent and self._next_bucket() is None):
             return  # nothing to show yet (held back for speech; an empty answer's note comes in finish())
+        self._complete = True  # the stream has ended: what is sent now carries the whole answer
+        if self._ticket is not None:
+            self.requests.promote(self._ticket, Priority.URGENT)
         self._start_pump()
         await self._posted.wait()
         self._raise_if_failed()
@@ -179,8 +183,11 @@ class StreamingReply:
             bucket = self._next_bucket()
             if bucket is None:
                 continue
-            urgent = self._done or not self._sent
-            self._ticket = self.requests.submit(Priority.URGENT if urgent else Priority.UPDATE, bucket=bucket)
+            if self._done or self._complete:
+                priority = Priority.URGENT
+            else:
+                priority = Priority.UPDATE if self._sent else Priority.FIRST
+            self._ticket = self.requests.submit(priority, bucket=bucket)
             try:
                 await self.requests.wait(self._ticket)
             finally:
