@@ -138,7 +138,9 @@ class ImagesNotRead(BotError):
     """Only images, for a model that reads text only: nothing to ask it."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        # A few names, each cut short: the sentence must stay one short Discord message.
+        cut = [name if len(name) <= 40 else name[:39] + "…" for name in names[:3]]
+        shown = ", ".join(cut) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         super().__init__(
             f"{len(names)} image(s) for a text-only model", user_message=f"I can only read text, so I ignored {shown}."
         )

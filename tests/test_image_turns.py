@@ -91,3 +91,8 @@ async def test_a_text_only_model_is_shown_no_image_and_the_turn_says_which_it_ig
     with pytest.raises(ImagesNotRead):
         await run_turn(text_only, with_images("", picture("only.png")))
     assert len(model_server.requests) == 2
+
+
+def test_the_text_only_sentence_stays_short_whatever_the_names() -> None:
+    error = ImagesNotRead(tuple(f"{'x' * 500}-{i}.png" for i in range(10)))
+    assert len(error.user_message) < 200 and error.user_message.endswith(" and 7 more.")
