@@ -89,29 +89,26 @@ async def test_the_summary_call_comes_after_the_answer_and_is_billed_to_the_guil
 ) -> None:
     answer_summaries(model_server, usage=(120, 30))
     services = services_factory(small_window(make_settings))
-    await talk(services, 6)
-    delivered_at = None
-    async for event in services.chat.turn(request(f"message 6 {PADDING}", message_id=1_006)):
-        if isinstance(event, TurnDone):
-            await asyncio.sleep(0.2)  # the caller is still delivering the answer
-            delivered_at = time.monotonic()
-    assert delivered_at is not None
-    await services.chat.summarizer.wait()
-    [fold] = [r for r in summaries(model_server) if r.arrived_at > chats(model_server)[-1].arrived_at]
-    assert fold.arrived_at >= delivered_at, "asked only once the caller was done with the answer"
-    assert len(await stored(redis, services)) == 14, "the turn that triggered it was stored first"
+    turns = 0
+    while not summaries(model_server):  # turn after turn until one makes the first summary
+        assert turns < 12, "the conversation never outgrew its window"
+        delivered_at = None
+        async for event in services.chat.turn(request(f"message {turns} {PADDING}", message_id=1_000 + turns)):
+            if isinstance(event, TurnDone):
+                await asyncio.sleep(0.2)  # the caller is still delivering the answer
+                delivered_at = time.monotonic()
+        turns += 1
+        await services.chat.summarizer.wait()
+    [fold] = summaries(model_server)
+    assert delivered_at is not None and fold.arrived_at >= delivered_at, "asked once the caller was done"
+    assert len(await stored(redis, services)) == 2 * turns, "the turn that triggered it was stored first"
     day = services.chat.clock().strftime("%Y-%m-%d")
     guild = await redis.hgetall(services.keys.guild_usage(500, day))
     bots = await redis.hgetall(services.keys.user_usage(BOT_OWN_USER_ID, day))
-    n = len(summaries(model_server))
-    assert bots == {
-        b"req:test-model": b"%d" % n,
-        b"in:test-model": b"%d" % (120 * n),
-        b"out:test-model": b"%d" % (30 * n),
-    }
-    assert int(guild[b"req:test-model"]) == 7 + n, "the turns and the summaries, all under the guild"
+    assert bots == {b"req:test-model": b"1", b"in:test-model": b"120", b"out:test-model": b"30"}
+    assert int(guild[b"req:test-model"]) == turns + 1, "the turns and the summary, all under the guild"
     alice = await redis.hgetall(services.keys.user_usage(42, day))
-    assert int(alice[b"req:test-model"]) == 7, "the user is not billed for the summary"
+    assert int(alice[b"req:test-model"]) == turns, "the user is not billed for the summary"
 
 
 async def test_two_round_trips_per_turn_with_a_summary_and_its_write_is_one_more(
@@ -147,7 +144,7 @@ async def test_forget_removes_the_summary(services_factory, make_settings, model
 async def test_forget_during_a_summary_call_leaves_no_summary(
     services_factory, make_settings, model_server: ModelServer, redis
 ) -> None:
-    answer_summaries(model_server, first_chunk_delay=1.0)
+    answer_summaries(model_server, first_chunk_delay=5.0)  # still asking when /forget comes
     services = services_factory(small_window(make_settings))
     await talk(services, 8)
     assert services.chat.summarizer.busy(CHANNEL)
