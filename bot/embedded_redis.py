@@ -247,18 +247,29 @@ class EmbeddedRedis:
         pid = self.pid
         try:
             if pid is not None and self._running():
-                self._shutdown()
-                if not _wait(lambda: not self._running(), STOP_TIMEOUT_S):
+                gone = lambda: not self._running()  # noqa: E731
+                if not self._shutdown():
+                    # Unreachable (its socket was deleted with its folder): signals, then SIGKILL, since a
+                    # server that cannot save ignores SIGTERM.
+                    log.warning("The embedded Redis (pid %d) does not answer: stopping it with signals", pid)
+                    _terminate(pid, gone)
+                elif not _wait(gone, STOP_TIMEOUT_S):
                     log.warning("The embedded Redis (pid %d) did not stop in %.0f s: killing it", pid, STOP_TIMEOUT_S)
-                    _terminate(pid, lambda: not self._running(), first=signal.SIGKILL)
+                    _terminate(pid, gone, first=signal.SIGKILL)
         finally:
             self.pid, self._process = None, None
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the folder lock
                 self._lock_file = None
 
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> bool:
+        """SHUTDOWN SAVE over a connection of our own (NOSAVE if it cannot save); False if unreachable."""
         client = self._client(timeout=STOP_TIMEOUT_S)
+        try:
+            client.ping()  # redis-py's shutdown() takes any connection error for the server going away
+        except redis.RedisError:
+            client.close()
+            return False
         try:
             client.shutdown(save=True)
         except redis.RedisError as exc:
@@ -272,6 +283,7 @@ class EmbeddedRedis:
                 client.shutdown(nosave=True)
         finally:
             client.close()
+        return True
 
     def _running(self) -> bool:
         if self._process is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedis, find_server_binary
+from bot.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedis
 from bot.errors import ConfigError
+from tests.conftest import needs_server_binary
 from tests.harness import ROOT, bot_env, start_bot_process, stop_bot_process, write_config
 
-pytestmark = pytest.mark.skipif(find_server_binary() is None, reason="no redis-server or valkey-server binary")
+pytestmark = needs_server_binary
 
 # A bot that starts its embedded server, writes a key, says the server's pid, and waits to be killed.
 DOOMED_BOT = """
@@ -82,6 +84,16 @@ def test_stop_saves_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert (tmp_path / "bot.rdb").exists()
     assert not (tmp_path / "redis.pid").exists() and not server.socket_path.exists()
     server.stop()  # twice is harmless
+
+
+def test_a_server_whose_folder_was_deleted_still_stops(tmp_path: Path) -> None:
+    """It can neither save nor be reached through its socket (and ignores SIGTERM): it is killed."""
+    server = EmbeddedRedis(tmp_path / "data").start()
+    pid = server.pid
+    assert pid is not None
+    shutil.rmtree(tmp_path / "data")  # as pytest's tmp cleanup or a user's rm -rf would
+    server.stop()
+    assert not alive(pid)
 
 
 def test_a_long_folder_gets_a_short_socket_path(tmp_path: Path) -> None:
