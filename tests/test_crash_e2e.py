@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_server_binary
 from tests.harness import BotProcess, bot_env, start_bot_process, stop_bot_process, write_config
 from tests.standins.model_server import Reply
 
@@ -36,7 +37,9 @@ def embedded_server_pid(data_dir: Path) -> int | None:
     return pid
 
 
-@pytest.mark.parametrize("embedded", [False, True], ids=["REDIS_URL", "embedded Redis"])
+@pytest.mark.parametrize(
+    "embedded", [False, pytest.param(True, marks=needs_server_binary)], ids=["REDIS_URL", "embedded Redis"]
+)
 async def test_sigkill_mid_turn_leaves_no_half_history_and_no_duplicate(
     tmp_path, discord_standin, model_server, redis_url, key_prefix, world, embedded
 ) -> None:

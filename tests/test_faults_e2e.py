@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ModelUnavailable, StorageUnavailable
+from tests.conftest import needs_server_binary
 from tests.standins.model_server import Drop, Malformed, Reply, StallMidStream
 from tests.standins.redis_process import RedisProcess
 
 
+@needs_server_binary
 async def test_a_redis_outage_gets_its_message_and_nothing_is_lost(chat_bot, world, tmp_path: Path) -> None:
     server = RedisProcess(tmp_path / "redis")
     server.start()

@@ -21,18 +21,20 @@ from bot.llm import Usage, build_client
 from bot.personas import Scope
 from bot.services import Services, build_services
 from bot.storage import open_redis
+from tests.conftest import needs_server_binary
 from tests.standins.model_server import ModelServer
-from tests.standins.redis_cluster import redis_cluster, redis_server_binary
+from tests.standins.redis_cluster import redis_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 _ids = itertools.count(90_000)
 NOW = dt.datetime(2026, 5, 4, 12, tzinfo=dt.UTC)
 
 
+pytestmark = needs_server_binary
+
+
 @pytest.fixture(scope="module")
 def cluster_ports() -> Iterator[list[int]]:
-    if redis_server_binary() is None:
-        pytest.skip("no redis-server or valkey-server binary to start a cluster with (see README, Development)")
     with redis_cluster(3) as ports:
         yield ports
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from bot.embedded_redis import find_server_binary
 from bot.storage import open_redis
+from tests.conftest import needs_server_binary
+
+pytestmark = needs_server_binary
 
 
 async def test_embedded_redis_keeps_data_across_restarts(tmp_path: Path) -> None:
