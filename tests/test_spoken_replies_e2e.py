@@ -17,6 +17,7 @@ from bot.config import Price, SpeechFormat, SpokenReply
 from bot.errors import NothingToSay, SpeechOverBudget
 from bot.speech import speakable
 from cogs.spoken import NOT_OFFERED
+from cogs.utils.budget import Priority
 from cogs.utils.spoken_reply import NOT_SPOKEN, PARTLY_SPOKEN
 from tests.conftest import TEST_API_KEY, TEST_MODEL
 from tests.harness import MANAGE_GUILD
@@ -393,3 +394,23 @@ async def test_without_the_send_voice_messages_permission_nothing_is_attempted(c
         assert "Send Voice Messages" in (await spoken_log.first()).getMessage()
         assert chat.model.speech.requests == [], "nothing is paid for that cannot be posted"
         assert not any(is_voice_message(r) for r in chat.dc.requests), "no request Discord would refuse"
+
+
+async def test_voice_messages_spend_the_request_budget_like_every_other_message(chat_bot, world) -> None:
+    """Several spoken replies at once under Discord's limits (the stand-in enforcing them): every
+    message the bot posts, voice messages included, is granted a slot by the bot's scheduler first."""
+    rate, conversations = 4.0, 5
+    async with chat_bot(voice=BOTH, discord={"requests_per_second": rate}) as chat:
+        dc = chat.dc
+        dc.limits.enforce()
+        channels = [int(dc.add_text_channel(world.guild_id, f"talk-{i}")["id"]) for i in range(conversations)]
+        for channel_id in channels:
+            await send_voice(chat, channel_id, voice_clip(chat), mentions=[chat.me])
+        for channel_id in channels:
+            await chat.dc.wait_for(lambda r, c=channel_id: is_voice_message(r) and r.channel_id == c, timeout=30)
+        assert dc.limits.four_twenty_nines == 0
+        posted = [r for r in dc.requests if r.channel_id in channels and r.route in ("create_message", "edit_message")]
+        assert sum(1 for r in posted if is_voice_message(r)) == conversations
+        granted = chat.bot.requests.granted
+        assert granted[Priority.URGENT] + granted[Priority.UPDATE] == len(posted), "no message without a slot"
+        assert len(chat.model.speech.requests) == conversations

@@ -5,7 +5,8 @@ A voice message is an ordinary message create (``POST /channels/{id}/messages``,
 (``files[0]``) whose entry in ``payload_json``'s ``attachments`` carries ``duration_secs`` and a base64
 ``waveform``. It goes through discord.py's own HTTP client: ``handle_message_parameters`` builds the
 multipart body from a ``discord.File`` that describes itself with those two fields, and
-``HTTPClient.send_message`` sends it on discord.py's ``Route``, with its rate limiting and retries.
+``HTTPClient.send_message`` sends it on discord.py's ``Route``, with its rate limiting and retries,
+once the bot's request budget (cogs/utils/budget.py) grants it a slot like any other message.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ async def send_voice_message(bot: ChatBot, source: discord.Message, audio: Voice
     )
     with params:  # closes the file
         try:
+            # First priority, like an answer's first message: it is the rest of an answer already shown.
             return await bot.requests.send(
                 Priority.URGENT,
                 lambda: bot.http.send_message(channel.id, params=params),
