@@ -73,6 +73,17 @@ class Playground:
     def persona_names(self) -> list[str]:
         return [*self.services.personas.names, CUSTOM]
 
+    @property
+    def model_names(self) -> list[str]:
+        return self.services.models.registry.names
+
+    async def model(self, session: int) -> str:
+        return (await self.services.models.active(session, session)).model.name
+
+    async def choose_model(self, session: int, name: str) -> None:
+        """One of the configured models ([model], [[models]]) from the next message on."""
+        await self.services.models.choose(session, name, Scope.GUILD, session)
+
     def _today(self) -> dt.date:
         return self.services.chat.clock().astimezone(dt.UTC).date()
 

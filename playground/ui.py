@@ -90,11 +90,13 @@ class Page:
         try:
             history = await self.playground.history(session)
             persona, custom = await self.playground.persona(session)
+            model = await self.playground.model(session)
             costs = costs_markdown(await self.playground.costs())
             status = ""
         except BotError as exc:
-            history, persona, custom, costs, status = [], self.playground.persona_names[0], "", "", sentence(exc)
-        return session, history, persona, custom, costs, status
+            history, persona, custom, model, costs = [], gr.skip(), "", gr.skip(), ""
+            status = sentence(exc)
+        return session, history, persona, custom, model, costs, status
 
     async def chat(self, session: Any, text: str, chat: list[Any] | None) -> AsyncIterator[tuple[Any, ...]]:
         """A typed message: shown at once, then the answer as it streams, then the costs."""
@@ -182,6 +184,16 @@ class Page:
             return sentence(exc)
         return f"Persona **{name}**: it applies from your next message."
 
+    async def pick_model(self, session: Any, name: str) -> str:
+        conversation = valid_session(session)
+        if conversation is None:
+            return LOST_SESSION
+        try:
+            await self.playground.choose_model(conversation, name)
+        except Exception as exc:
+            return sentence(exc)
+        return f"Model **{name}**: it answers from your next message."
+
     async def use_custom(self, session: Any, custom: str) -> tuple[Any, str]:
         status = await self.pick(session, CUSTOM, custom)
         return (CUSTOM if status.startswith("Persona") else gr.skip()), status
@@ -220,11 +232,14 @@ def build(playground: Playground, secret: str) -> gr.Blocks:
                 )
             with gr.Column(scale=2):
                 persona = gr.Dropdown(names, value=names[0], label="Persona", elem_id="persona")
+                models = playground.model_names
+                # Shown when config.toml offers more than one model ([[models]]), as /model does on Discord.
+                model = gr.Dropdown(models, value=models[0], label="Model", elem_id="model", visible=len(models) > 1)
                 custom = gr.Textbox(label="Custom prompt", lines=5, elem_id="custom")
                 use_custom = gr.Button("Use this prompt", elem_id="use-custom")
                 status = gr.Markdown(elem_id="status")
                 costs = gr.Markdown(elem_id="costs")
-        demo.load(page.start, [session], [session, chat, persona, custom, costs, status], api_name="start")
+        demo.load(page.start, [session], [session, chat, persona, custom, model, costs, status], api_name="start")
         chat_outputs = [message, chat, costs]
         message.submit(page.chat, [session, message, chat], chat_outputs, api_name="chat")
         send.click(page.chat, [session, message, chat], chat_outputs, api_visibility="private")
@@ -232,6 +247,7 @@ def build(playground: Playground, secret: str) -> gr.Blocks:
         voice.upload(page.listen, [session, voice, chat], voice_outputs, api_name="voice")
         voice.stop_recording(page.listen, [session, voice, chat], voice_outputs, api_visibility="private")
         persona.input(page.pick, [session, persona, custom], [status], api_name="persona")
+        model.input(page.pick_model, [session, model], [status], api_name="model")
         use_custom.click(page.use_custom, [session, custom], [persona, status], api_name="custom")
         forget.click(page.forget, [session], [chat, status], api_name="forget")
         # The chat's own trash button forgets too: clearing only the page would bring it all back on reload.

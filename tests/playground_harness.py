@@ -158,7 +158,7 @@ class GradioPage:
         return (await self.job(api_name, *args)).outputs()[-1]
 
     async def start(self, session: int | None = None) -> dict[str, Any]:
-        names = ("session", "chat", "persona", "custom", "costs", "status")
+        names = ("session", "chat", "persona", "custom", "model", "costs", "status")
         return dict(zip(names, await self.call("/start", session), strict=True))
 
 

@@ -144,6 +144,30 @@ async def test_persona_switch_and_custom_prompt_apply_from_the_next_message(
     assert egress.attempts == []
 
 
+async def test_a_second_configured_model_can_be_picked_for_the_next_message(
+    tmp_path, model_server, redis_url, key_prefix, redis
+) -> None:
+    config = write_config(tmp_path, key_prefix, '[[models]]\nname = "other-model"\nlabel = "Another"\n')
+    async with (
+        EgressRecorder() as egress,
+        running_playground(config, playground_env(model_server, redis_url, egress)) as playground,
+    ):
+        page = await GradioPage.open(playground.url)
+        start = await page.start()
+        session = start["session"]
+        assert start["model"] == "test-model"
+        await page.call("/chat", session, "first", [])
+        assert model_server.requests[-1].model == "test-model"
+        assert await page.call("/model", session, "other-model") == (
+            "Model **other-model**: it answers from your next message."
+        )
+        await page.call("/chat", session, "second", [])
+        assert model_server.requests[-1].model == "other-model"
+        assert (await page.start(session))["model"] == "other-model"
+        assert (await page.start())["model"] == "test-model", "a model belongs to one browser session"
+    assert egress.attempts == []
+
+
 async def test_voice_upload_is_transcribed_shown_answered_and_priced_then_forgotten(
     tmp_path, model_server, redis_url, key_prefix, redis
 ) -> None:
