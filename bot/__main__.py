@@ -19,6 +19,7 @@ from bot.app import ChatBot
 from bot.check import run_checks
 from bot.config import ENV_VARS, Settings, load_settings
 from bot.errors import ConfigError, StartupError
+from bot.reachability import network_cause
 from bot.services import open_services
 from bot.tuning import tune_gc
 
@@ -142,6 +143,24 @@ async def sync(settings: Settings) -> None:
         print(f"Published {len(commands)} slash command(s): {', '.join(c.name for c in commands) or 'none'}")
 
 
+class OneLineReconnects(logging.Filter):
+    """discord.py logs every failed shard reconnect ("Attempting a reconnect for shard ID ...") with
+    the exception's whole traceback: a gateway outage fills the log with them. The cause in a few
+    words, on the same line, is what the operator needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and str(record.msg).startswith("Attempting a reconnect"):
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), one_line_cause(exc))
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def one_line_cause(exc: BaseException) -> str:
+    return network_cause(exc) or f"{type(exc).__name__}: {exc}"
+
+
 def setup_logging(level: str) -> None:
     """discord.py's log setup, with colour only on a terminal (discord.py also colours inside Docker,
     which puts escape codes in every log file and pipe)."""
@@ -152,6 +171,7 @@ def setup_logging(level: str) -> None:
     discord.utils.setup_logging(
         handler=handler, formatter=formatter or discord.utils.MISSING, level=getattr(logging, level.upper()), root=True
     )
+    logging.getLogger("discord.shard").addFilter(OneLineReconnects())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -201,3 +201,24 @@ async def test_sync_refused_with_a_400_is_one_line(tmp_path, env, key_prefix, di
     assert code == 1, out.text
     assert out.lines[-1] == "error: Discord refused the slash commands (400): Invalid Form Body"
     assert_clean(out)
+
+
+async def test_a_gateway_that_goes_away_while_running_is_one_line_per_reconnect(
+    tmp_path, model_server, redis_url, key_prefix
+) -> None:
+    """discord.py logs each failed reconnect with a traceback: here it is one line naming the cause."""
+    from tests.standins.discord_standin import DiscordStandin
+
+    dc = DiscordStandin(token=TEST_DISCORD_TOKEN)
+    await dc.start()
+    env = bot_env(dc, model_server, redis_url)
+    try:
+        async with bot_process("--config", str(config(tmp_path, key_prefix)), env=env) as out:
+            await dc.gateway.wait_identified(1, timeout=20)
+            await dc.close()  # the gateway and REST go away: every reconnect is refused
+            reconnect = re.compile(r"Attempting a reconnect for shard ID 0 in [\d.]+s: (?P<cause>.+)$")
+            [attempt] = await out.wait_for(reconnect, timeout=30)
+            await sigterm_stops_it(out)
+    finally:
+        await dc.close()
+    assert attempt["cause"] == "connection refused"
