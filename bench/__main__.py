@@ -43,6 +43,9 @@ class Scale:
     feature_turns: int = 3  # turns of each kind in the images and long-memory run (section 8)
 
 
+# Section 7's runs per size: (scheduler, bot processes): with the scheduler, without it (discord.py
+# alone), and two processes (SHARD_COUNT=2) spending the one token's budget through Redis.
+BUDGET_RUNS = ((True, 1), (False, 1), (True, 2))
 FULL = Scale((10, 100, 1000), 200, 60, 30, 20, 1000, 1.0, (10, 1000, 10000), 50, (10, 100, 1000), 100)
 QUICK = Scale((10, 100), 6, 6, 2, 3, 20, 0.2, (10, 100), 3, (10,))
 
@@ -66,9 +69,10 @@ async def run(scale: Scale, log: Any) -> tuple[list[report.Row], dict[str, Any],
             memory.append(await memory_run(redis_url, stored, scale.memory_turns))
         budget = []
         for conversations in scale.budget:
-            for scheduler in (True, False):
-                log(f"request budget: {conversations} at once, scheduler {'on' if scheduler else 'off'}")
-                budget.append(await budget_run(redis_url, conversations, scheduler=scheduler))
+            for scheduler, processes in BUDGET_RUNS:
+                where = f"{processes} processes, " if processes > 1 else ""
+                log(f"request budget: {conversations} at once, {where}scheduler {'on' if scheduler else 'off'}")
+                budget.append(await budget_run(redis_url, conversations, scheduler=scheduler, processes=processes))
         log(f"images and long memory: {scale.feature_turns} turns of each")
         features = await feature_run(redis_url, scale.feature_turns)
     rows = [

@@ -13,6 +13,7 @@ first message), and how many answers are complete and stored once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class BudgetRun:
     conversations: int
     scheduler: bool
     rate: float
+    processes: int = 1  # bot processes on the one token (SHARD_COUNT), sharing the budget through Redis
     requests: int = 0
     global_429s: int = 0
     route_429s: int = 0
@@ -71,37 +73,46 @@ class BudgetRun:
         return STREAM_S + max(0, self.conversations - burst_for(self.rate)) / self.rate
 
 
-async def budget_run(redis_url: str, conversations: int, *, scheduler: bool = True) -> BudgetRun:
-    run = BudgetRun(conversations, scheduler, RATE)
+async def budget_run(redis_url: str, conversations: int, *, scheduler: bool = True, processes: int = 1) -> BudgetRun:
+    """``processes`` > 1: that many bot processes, one shard each (SHARD_COUNT, SHARD_IDS), the
+    conversations spread over one guild per shard, all spending the one token's budget."""
+    run = BudgetRun(conversations, scheduler, RATE, processes)
     prefix = new_prefix()
     direct = aioredis.Redis.from_url(redis_url)
     try:
-        async with servers() as (dc, model):
+        async with servers(shards=processes, model_thread=True) as (dc, model), contextlib.AsyncExitStack() as bots:
             dc.limits.enforce()
-            guild = build_guild(dc, conversations + 1)
-            probe, channels = guild.channels[0], guild.channels[1:]
+            alice = dc.add_user("alice")
+            guilds = [
+                build_guild(dc, share + 1, guild_id=dc.guild_id_for_shard(shard, processes), alice=alice)
+                for shard, share in enumerate(spread(conversations, processes))
+            ]
+            channels = [channel for guild in guilds for channel in guild.channels[1:]]
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=len(ANSWER_TEXT) // 2 + 1)
             settings = bench_settings(redis_url, model.base_url, prefix)
             config = bot_config(prefix, requests_per_second=RATE if scheduler else 0)
-            async with BotProcess(settings, dc, config) as proc:
-                await wait_until_answering(dc, guild, probe, proc)
-                await asyncio.sleep(1.1)  # the probe's requests leave the one-second window
-                model.responder = lambda body: Reply(
-                    LONG_ANSWER, chunk_size=len(LONG_ANSWER) // CHUNKS + 1, chunk_delay=STREAM_S / CHUNKS
-                )
-                dc.limits.reset_counters()
-                start, served = len(dc.requests), len(model.requests)
-                me = dc.bot_user
-                began = time.monotonic()
-                posted: dict[int, float] = {}
-                for i, channel in enumerate(channels):
-                    await dc.post_message(channel, guild.alice, f"<@{me['id']}> {USER_TEXT} #{i}", mentions=[me])
-                    posted[channel] = time.monotonic()
-                deadline = 2 * run.lower_bound_s + 30
-                results = await asyncio.gather(
-                    *(final_request(dc, c, start, timeout=deadline, text=LONG_ANSWER) for c in channels),
-                    return_exceptions=True,
-                )
+            for shard, guild in enumerate(guilds):
+                shard_env = {"SHARD_COUNT": str(processes), "SHARD_IDS": str(shard)} if processes > 1 else None
+                proc = await bots.enter_async_context(BotProcess(settings, dc, config, env=shard_env))
+                await wait_until_answering(dc, guild, guild.channels[0], proc)
+            await asyncio.sleep(1.1)  # the probes' requests leave the one-second window
+            model.responder = lambda body: Reply(
+                LONG_ANSWER, chunk_size=len(LONG_ANSWER) // CHUNKS + 1, chunk_delay=STREAM_S / CHUNKS
+            )
+            dc.limits.reset_counters()
+            start, served = len(dc.requests), len(model.requests)
+            me = dc.bot_user
+            began = time.monotonic()
+            posted: dict[int, float] = {}
+            for i, channel in enumerate(channels):
+                await dc.post_message(channel, alice, f"<@{me['id']}> {USER_TEXT} #{i}", mentions=[me])
+                posted[channel] = time.monotonic()
+            deadline = 2 * run.lower_bound_s + 30
+            results = await asyncio.gather(
+                *(final_request(dc, c, start, timeout=deadline, text=LONG_ANSWER) for c in channels),
+                return_exceptions=True,
+            )
+            await bots.aclose()  # SIGTERM: every turn finishes storing before the bots exit
             finished = {c: r for c, r in zip(channels, results, strict=True) if not isinstance(r, BaseException)}
             stored = await stored_once(direct, Keys(prefix), list(finished))
             run.complete = sum(1 for c in finished if stored[c])
@@ -136,6 +147,11 @@ async def stored_once(client: aioredis.Redis, keys: Keys, channels: list[int]) -
         pipe.lrange(keys.turns(channel), 0, -1)
     stored = await pipe.execute()
     return {c: len(turns) == 2 and LONG_ANSWER.encode() in turns[1] for c, turns in zip(channels, stored, strict=True)}
+
+
+def spread(conversations: int, processes: int) -> list[int]:
+    """Conversations per process, as even as they go."""
+    return [conversations // processes + (1 if i < conversations % processes else 0) for i in range(processes)]
 
 
 def per_window() -> float:

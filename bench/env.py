@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,12 +124,46 @@ async def counting_proxy(redis_url: str) -> AsyncIterator[RoundTripProxy]:
 
 
 @contextlib.asynccontextmanager
-async def servers(model_latency: float = 0.0) -> AsyncIterator[tuple[DiscordStandin, ModelServer]]:
+async def servers(
+    model_latency: float = 0.0, *, shards: int = 1, model_thread: bool = False
+) -> AsyncIterator[tuple[DiscordStandin, ModelServer]]:
+    """The stand-in Discord and the model server. ``model_thread``: the model server on its own event
+    loop in a thread (see ``model_in_thread``)."""
+    model_server = model_in_thread if model_thread else ModelServer
     async with (
-        DiscordStandin(token=DISCORD_TOKEN) as dc,
-        ModelServer(api_key=API_KEY, models=(MODEL,), latency=model_latency) as model,
+        DiscordStandin(token=DISCORD_TOKEN, shards=shards) as dc,
+        model_server(api_key=API_KEY, models=(MODEL,), latency=model_latency) as model,
     ):
         yield dc, model
+
+
+@contextlib.asynccontextmanager
+async def model_in_thread(**options: Any) -> AsyncIterator[ModelServer]:
+    """A ModelServer on its own event loop in a thread. Streaming a thousand answers keeps a loop busy
+    for long stretches; on this loop the stand-in Discord would then read requests late and stamp
+    them together, counting requests the bot sent spread out as one burst against the global limit.
+    In its own thread the model server takes turns with Discord's loop at the interpreter's switch
+    interval (5 ms) instead. Its records (``requests``) are read from here once the run is over."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="bench-model-server", daemon=True)
+    thread.start()
+
+    def on_model_loop(coroutine: Any) -> asyncio.Future[Any]:
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
+
+    async def start() -> ModelServer:
+        return await ModelServer(**options).start()
+
+    try:
+        model = await on_model_loop(start())
+        try:
+            yield model
+        finally:
+            await on_model_loop(model.close())
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        loop.close()
 
 
 @dataclasses.dataclass
@@ -138,9 +173,12 @@ class Guild:
     alice: dict[str, Any]
 
 
-def build_guild(dc: DiscordStandin, channels: int) -> Guild:
-    alice = dc.add_user("alice")
-    guild_id = int(dc.add_guild("Bench", owner_id=int(alice["id"]))["id"])
+def build_guild(
+    dc: DiscordStandin, channels: int, *, guild_id: int | None = None, alice: dict[str, Any] | None = None
+) -> Guild:
+    """A guild (``guild_id``: e.g. one on a given shard) with ``channels`` text channels and alice in it."""
+    alice = alice or dc.add_user("alice")
+    guild_id = int(dc.add_guild("Bench", owner_id=int(alice["id"]), guild_id=guild_id)["id"])
     dc.add_member(guild_id, alice)
     ids = [int(dc.add_text_channel(guild_id, f"c{i}")["id"]) for i in range(channels)]
     return Guild(guild_id, ids, alice)
@@ -150,7 +188,14 @@ class BotProcess:
     """``python -m bot`` in a subprocess, configured through a config file and the environment, exactly
     as deployed. ``peak_rss_kib`` reads the kernel's high-water mark (VmHWM) while it still runs."""
 
-    def __init__(self, settings: Settings, dc: DiscordStandin, config: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dc: DiscordStandin,
+        config: dict[str, dict[str, Any]],
+        *,
+        env: dict[str, str] | None = None,  # more environment, e.g. SHARD_COUNT and SHARD_IDS
+    ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-bot-"))
         (self.folder / "config.toml").write_text(_toml(config))
         secrets = settings.secrets
@@ -163,6 +208,7 @@ class BotProcess:
             "DISCORD_API_BASE": dc.api_base,
             "DISCORD_GATEWAY_URL": dc.gateway_url,
             "PYTHONPATH": str(ROOT),
+            **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -145,13 +145,15 @@ def concurrency_rows(slow: ConcurrencyRun, instant: ConcurrencyRun) -> list[Row]
 
 
 def budget_rows(runs: list[BudgetRun]) -> list[Row]:
-    """Section 7: each size with the scheduler, then without it (today's discord.py alone)."""
+    """Section 7: each size with the scheduler, without it (discord.py alone), and with the scheduler
+    in two processes sharing the token's budget through Redis."""
     rows: list[Row] = []
     largest = max(r.conversations for r in runs)
     smallest = min(r.conversations for r in runs)
     for run in runs:
         n, on = run.conversations, run.scheduler
-        label = f"{n} at once, scheduler {'on' if on else 'off'}"
+        processes = f", {run.processes} processes" if run.processes > 1 else ""
+        label = f"{n} at once{processes}, scheduler {'on' if on else 'off'}"
         section = "7 request budget"
         rows.append(
             Row(
@@ -198,7 +200,7 @@ def budget_rows(runs: list[BudgetRun]) -> list[Row]:
                 f"{percentile(run.first_text_ms, 50) / 1000:.2f} / {percentile(run.first_text_ms, 99) / 1000:.2f} s",
             )
         )
-        if on and n == smallest:
+        if on and n == smallest and run.processes == 1:
             first, closing = run.first_chunk_ms, run.closing_ms
             ok = percentile(first, 99) <= 50 and percentile(closing, 99) <= 50
             rows.append(

@@ -45,11 +45,13 @@ def test_the_benchmark_runs_every_section_and_writes_its_table(tmp_path: Path) -
     assert inprocess[0].encode_calls_per_turn == inprocess[1].encode_calls_per_turn
     assert inprocess[0].encode_calls_no_usage == inprocess[1].encode_calls_no_usage
     assert [m.stored_conversations for m in raw["memory"]] == [10, 50]
-    # The request budget section, with the scheduler and without: every answer complete, no 429.
-    on, off = raw["budget"]
-    assert (on.scheduler, off.scheduler) == (True, False)
-    assert on.complete == on.conversations == 3 and on.four_twenty_nines == 0
-    assert on.requests > 0 and len(on.first_text_ms) == 3 and len(on.first_chunk_ms) == 3
+    # The request budget section, with the scheduler, without, and in two processes sharing the
+    # budget: every answer complete, no 429.
+    on, off, shared = raw["budget"]
+    assert [(r.scheduler, r.processes) for r in (on, off, shared)] == [(True, 1), (False, 1), (True, 2)]
+    for run_ in (on, shared):
+        assert run_.complete == run_.conversations == 3 and run_.four_twenty_nines == 0
+        assert run_.requests > 0 and len(run_.first_text_ms) == 3 and len(run_.first_chunk_ms) == 3
     assert all(m.peak_rss_mib > 0 for m in raw["memory"])
 
     out = tmp_path / "bench.json"
