@@ -70,6 +70,15 @@ def connect_cluster(url: str, options: dict[str, Any]) -> aioredis.Redis:
     return cast(aioredis.Redis, RedisCluster.from_url(url, **options))
 
 
+def own_connection(client: aioredis.Redis) -> aioredis.Redis:
+    """A client holding one connection of its own from ``client``'s pool, for a call that must not
+    queue behind the others for a free connection (``aclose()`` gives it back). A cluster client has
+    no single pool: it is returned as it is."""
+    if isinstance(client, aioredis.Redis):
+        return client.client()
+    return client
+
+
 @contextlib.asynccontextmanager
 async def open_redis(redis_url: str | None, data_dir: Path) -> AsyncIterator[RedisHandle]:
     """Yield a connected client; close it (and stop the embedded server) on exit."""

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio import BlockingConnectionPool
 
 from bot.keys import Keys
 from bot.request_budget import RequestBudget, burst_for
@@ -75,3 +76,31 @@ async def test_without_redis_the_process_uses_its_share_locally(caplog: pytest.L
     assert busiest_second(stamps) <= budget.burst + 20, "half the shards: half the rate"
     warnings = [r for r in caplog.records if "Redis unavailable" in r.message]
     assert len(warnings) == 1, "said once, not per request"
+
+
+async def test_a_lease_does_not_queue_behind_a_busy_pool(redis_url: str, key_prefix: str) -> None:
+    """Turns waiting for the shared pool must not hold a lease's reply back (its tokens would then be
+    spent late, bunched with the next ones): the budget has a connection of its own, and gives it back
+    when closed."""
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=2, timeout=2.0)
+    client = aioredis.Redis.from_pool(pool)
+    key = Keys(key_prefix).request_budget()
+    budget = RequestBudget(client, key, rate=30.0)
+    never = f"{key_prefix}:never"
+    try:
+        await budget.lease(1)
+        # Two long blocking pops on an empty list: one holds the pool's other connection, one waits.
+        busy = [asyncio.ensure_future(client.blpop([never], timeout=5)) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        granted, _ = await budget.lease(1)
+        assert granted == 1 and budget.leases == 2, "leased from Redis, not the local fallback"
+        assert not any(task.done() for task in busy), "while the pool had no connection free"
+        await budget.close()
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+        # Both connections are the pool's again: two commands at once (with one, the second would wait
+        # for the pool until its timeout and fail).
+        await asyncio.gather(client.blpop([never], timeout=0.3), client.blpop([never], timeout=0.3))
+    finally:
+        await client.aclose()

@@ -4,13 +4,19 @@ the rate in any one-second window, and discord.py's own bucket state read correc
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import math
+import time
 
 import discord
 import pytest
+import redis.asyncio as aioredis
 from discord.http import HTTPClient
 
-from bot.request_budget import RequestBudget
+from bot.keys import Keys
+from bot.request_budget import RequestBudget, burst_for
 from cogs.utils.budget import (
+    LATE_S,
     Priority,
     RequestScheduler,
     RequestSkipped,
@@ -118,6 +124,7 @@ async def test_no_one_second_window_gets_more_than_burst_plus_rate() -> None:
     async def one() -> None:
         await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
         stamps.append(loop.time())
+        s.wrote()  # as discord.py's session trace reports a request written
 
     try:
         await asyncio.gather(*(one() for _ in range(70)))
@@ -127,6 +134,19 @@ async def test_no_one_second_window_gets_more_than_burst_plus_rate() -> None:
     most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
     assert most <= s.budget.burst + rate
     assert len(stamps) == 70
+
+
+async def test_close_returns_when_a_write_is_reported_as_it_closes() -> None:
+    """The scheduler waits for its grants to be written; a write reported just as the bot closes must
+    not swallow the cancellation (asyncio.wait_for on Python 3.11 would, and close() never return)."""
+    s = scheduler(rate=30)
+    for ticket in [s.submit(Priority.URGENT) for _ in range(5)]:
+        await s.wait(ticket)
+    await asyncio.sleep(0)  # five granted, none written yet: the scheduler waits for the writes
+    s.wrote()
+    async with asyncio.timeout(2) as limit:
+        await s.close()
+    assert not limit.expired(), "close() returned on its own (not cut short by the timeout)"
 
 
 async def test_off_sends_at_once() -> None:
@@ -187,3 +207,52 @@ async def test_typing_leaves_the_burst_to_first_messages() -> None:
 def test_buckets_are_per_channel_and_route() -> None:
     assert len({create_bucket(1), create_bucket(2), edit_bucket(1), typing_bucket(1)}) == 4
     assert create_bucket(7) == ("POST /channels/{channel_id}/messages", "7")
+
+
+def test_tokens_that_come_late_are_not_spent(redis_url: str, key_prefix: str) -> None:
+    """Two processes on one budget, one of them congested: its event loop wakes its scheduler late,
+    when the tokens it holds were due a while ago. Spent then, Discord would count them in one second
+    with the other process's tokens due now; they are dropped instead, so no one-second window gets
+    more than burst + rate (plus what LATE_S of lateness allows)."""
+    rate, per_process = 32.0, 90  # the default rate
+    key = Keys(key_prefix).request_budget()
+    stamps: list[float] = []  # when each request went out, both processes (list.append is atomic)
+
+    def process(congested: bool) -> int:
+        """A bot process's scheduler on its own event loop (a thread here), spending the shared budget."""
+
+        async def main() -> int:
+            client = aioredis.Redis.from_url(redis_url)
+            s = RequestScheduler(RequestBudget(client, key, rate=rate), HTTPClient(asyncio.get_running_loop()))
+
+            async def one() -> None:
+                await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+                stamps.append(time.monotonic())
+                s.wrote()  # as discord.py's session trace reports a request written
+
+            async def congest() -> None:  # the loop blocked for 0.45 s now and then (a burst of turns)
+                while True:
+                    await asyncio.sleep(0.75)
+                    time.sleep(0.45)  # noqa: ASYNC251 (blocking the loop is the point)
+
+            stalls = asyncio.create_task(congest()) if congested else None
+            try:
+                await asyncio.gather(*(one() for _ in range(per_process)))
+            finally:
+                if stalls is not None:
+                    stalls.cancel()
+                await s.close()
+                await client.aclose()
+            return s.late
+
+        return asyncio.run(main())
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        congested, steady = pool.submit(process, True), pool.submit(process, False)
+        late = congested.result(timeout=60)
+        assert steady.result(timeout=60) == 0
+    assert late > 0, "the congested process dropped tokens that came late"
+    assert len(stamps) == 2 * per_process, "every request still went out"
+    stamps.sort()
+    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
+    assert most <= burst_for(rate) + rate + math.ceil(rate * LATE_S)

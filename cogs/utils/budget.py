@@ -67,7 +67,21 @@ TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
 # them bunched in one second; no more slots are granted while this many are unwritten.
 MAX_UNWRITTEN = 3
 UNWRITTEN_TTL_S = 0.5  # a granted slot its holder never used (nothing left to send) stops counting
+# Tokens spent this late after their time (a lease's reply held up, a congested event loop waking the
+# scheduler late) are not spent: Discord would count them in one second with the tokens due then. A
+# token bucket spends at most burst + rate in any second only if each token goes out on time; L
+# seconds late adds up to rate x L more (3 at the default 32 per second, inside the margin to 50).
+LATE_S = 0.1
 _SCHEDULED_PATH = re.compile(r"/channels/\d+/(messages(/\d+)?|typing)$")
+
+
+async def event_or_timeout(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set, at most ``seconds``. Not ``asyncio.wait_for``: on Python 3.11 it
+    swallows a cancellation that comes as the event is set, and the cancelled task (the scheduler at
+    close, a reply's pump) would carry on as if nothing had happened."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 class Priority(enum.IntEnum):
@@ -150,6 +164,7 @@ class RequestScheduler:
         self._task: asyncio.Task[None] | None = None
         self.granted = [0] * len(Priority)  # slots granted per priority
         self.skipped = 0  # typing indicators not sent
+        self.late = 0  # tokens not spent because they came later than LATE_S after their time
         self._unwritten: deque[float] = deque()  # when each granted slot was granted, until written
         self._written = asyncio.Event()
         if budget is not None and getattr(http, "http_trace", None) is None:
@@ -161,12 +176,17 @@ class RequestScheduler:
 
         async def written(session: object, context: SimpleNamespace, params: object) -> None:
             url = getattr(params, "url", None)
-            if url is not None and self._unwritten and _SCHEDULED_PATH.search(url.path):
-                self._unwritten.popleft()
-                self._written.set()
+            if url is not None and _SCHEDULED_PATH.search(url.path):
+                self.wrote()
 
         trace.on_request_headers_sent.append(written)
         return trace
+
+    def wrote(self) -> None:
+        """A granted request has been written to its socket (called by discord.py's session trace)."""
+        if self._unwritten:
+            self._unwritten.popleft()
+            self._written.set()
 
     def _writes_pending(self, now: float) -> bool:
         while self._unwritten and now - self._unwritten[0] > UNWRITTEN_TTL_S:
@@ -256,6 +276,8 @@ class RequestScheduler:
             for ticket in queue:
                 ticket.granted.cancel()
             queue.clear()
+        if self.budget is not None:
+            await self.budget.close()
 
     # ---- the dispatcher ------------------------------------------------------------------------
     def _enqueue(self, ticket: Ticket) -> None:
@@ -276,8 +298,7 @@ class RequestScheduler:
             try:
                 if self._writes_pending(loop.time()):
                     self._written.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._written.wait(), UNWRITTEN_TTL_S)
+                    await event_or_timeout(self._written, UNWRITTEN_TTL_S)
                     continue
                 ready, soonest = self._pick(self.budget.burst, take=False)
                 if not ready:
@@ -285,12 +306,18 @@ class RequestScheduler:
                     if soonest is None and not any(self._queues):
                         await self._wake.wait()
                     else:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), soonest if soonest is not None else 0.05)
+                        await event_or_timeout(self._wake, soonest if soonest is not None else 0.05)
                     continue
+                asked = loop.time()
                 granted, wait = await self.budget.lease(len(ready))
                 if wait > 0:
                     await asyncio.sleep(wait)  # the reserved tokens may be spent from then on
+                # Their time was at the latest ``wait`` after the lease was asked for (the bucket's
+                # clock is read between the ask and the reply).
+                if loop.time() - (asked + wait) > LATE_S:
+                    self.late += granted
+                    log.debug("Discord request budget: %d tokens came too late to spend", granted)
+                    continue
                 # Picked again: meanwhile a ticket may have been promoted, cancelled or added. A token
                 # nobody is ready for is not kept: spent later, it could crowd a later second.
                 for ticket in self._pick(granted, take=True)[0]:

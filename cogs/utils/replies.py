@@ -12,7 +12,6 @@ once, and the turn completes; a first message that fails aborts the turn, as not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -32,6 +31,7 @@ from cogs.utils.budget import (
     Ticket,
     create_bucket,
     edit_bucket,
+    event_or_timeout,
 )
 from cogs.utils.text import name_list
 
@@ -178,8 +178,7 @@ class StreamingReply:
             if self._sent and not self._done:  # an intermediate edit: wait out the interval
                 delay = self._last_flush + self.interval - loop.time()
                 if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._finished.wait(), delay)
+                    await event_or_timeout(self._finished, delay)
             bucket = self._next_bucket()
             if bucket is None:
                 continue
