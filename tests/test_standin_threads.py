@@ -15,8 +15,8 @@ from tests.standins.discord_fixtures import (  # noqa: F401
     running_bot,
     skip_identify_delay,
 )
+from tests.standins.discord_permissions import GATEWAY_MESSAGE_CONTENT, Permission
 from tests.standins.discord_standin import DiscordStandin
-from tests.standins.discord_world import GATEWAY_MESSAGE_CONTENT, Permission
 from tests.test_standin_discord import Scene, make_bot
 
 pytestmark = pytest.mark.timeout(30)

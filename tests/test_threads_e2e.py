@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import SECOND_MODEL
 from tests.harness import CREATE_PUBLIC_THREADS, DEFERRED, MANAGE_CHANNELS, MANAGE_MESSAGES
-from tests.standins.discord_world import GATEWAY_MESSAGE_CONTENT_LIMITED, Permission
+from tests.standins.discord_permissions import GATEWAY_MESSAGE_CONTENT_LIMITED, Permission
 from tests.test_model_e2e import two_models
 
 

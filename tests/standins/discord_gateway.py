@@ -14,7 +14,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .discord_world import GATEWAY_MESSAGE_CONTENT, GATEWAY_MESSAGE_CONTENT_LIMITED, World, shard_of
+from .discord_permissions import GATEWAY_MESSAGE_CONTENT, GATEWAY_MESSAGE_CONTENT_LIMITED
+from .discord_snowflakes import shard_of
+from .discord_world import World
 
 log = logging.getLogger("standin.discord.gateway")
 

@@ -6,7 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .discord_world import World, as_id
+from .discord_snowflakes import as_id
+from .discord_world import World
 
 APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 OPTION_TYPES = {bool: 5, int: 4, float: 10, str: 3}

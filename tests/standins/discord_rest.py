@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .discord_messages import BotMessages, Result, error
+from .discord_permissions import Permission
 from .discord_recorder import RecordedRequest, mention_violation, rate_limit_headers
 from .discord_voice import CANNOT_SEND_VOICE_MESSAGES, IS_VOICE_MESSAGE, voice_message_problem
-from .discord_world import ARCHIVE_DURATIONS, THREAD_PARENT_TYPES, THREAD_TYPES, Permission, World
+from .discord_world import World
+from .discord_world_channels import THREAD_TYPES
+from .discord_world_threads import ARCHIVE_DURATIONS, THREAD_PARENT_TYPES
 
 if TYPE_CHECKING:
     from .discord_standin import DiscordStandin

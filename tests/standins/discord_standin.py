@@ -81,10 +81,12 @@ from .discord_interactions import (
     registered_options,
 )
 from .discord_limits import RateLimits
+from .discord_permissions import Permission
 from .discord_recorder import Fault, Faults, Predicate, RecordedRequest, Recorder, rate_limit_fault
 from .discord_rest import RestApi
+from .discord_snowflakes import as_id
 from .discord_webhooks import WebhookApi
-from .discord_world import Permission, World, as_id
+from .discord_world import World
 
 UserRef = dict[str, Any] | int
 
