@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
+UserRef = dict[str, Any] | int  # a user payload or its bare id (what as_id takes)
 
 
 class Snowflakes:

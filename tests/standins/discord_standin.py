@@ -51,47 +51,31 @@ POST /channels/{id}/threads and /channels/{id}/messages/{id}/threads check Disco
 type, name 1-100, archive durations, the bot's Create Public/Private Threads permission, one thread
 per message) and dispatch THREAD_CREATE; ``dc.archive_thread(id)`` archives one, and a message sent
 in an archived, unlocked thread unarchives it first (THREAD_UPDATE); a locked one refuses the bot.
+
+The methods come in parts: world builders and user actions in ``discord_standin_world``, the
+interaction senders in ``discord_standin_interactions``; the server lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from .discord_gateway import Gateway
-from .discord_interactions import APPLICATION_COMMAND as SLASH
-from .discord_interactions import (
-    AUTOCOMPLETE,
-    MESSAGE_COMPONENT,
-    MODAL_SUBMIT,
-    InteractionCallback,
-    InteractionRegistry,
-    InteractionState,
-    Options,
-    autocomplete_data,
-    base_payload,
-    command_data,
-    component_data,
-    message_command_data,
-    modal_submit_data,
-    registered_options,
-)
+from .discord_interactions import InteractionRegistry
 from .discord_limits import RateLimits
-from .discord_permissions import Permission
 from .discord_recorder import Fault, Faults, Predicate, RecordedRequest, Recorder, rate_limit_fault
 from .discord_rest import RestApi
-from .discord_snowflakes import as_id
+from .discord_standin_interactions import InteractionSenders
+from .discord_standin_world import WorldControls
 from .discord_webhooks import WebhookApi
 from .discord_world import World
 
-UserRef = dict[str, Any] | int
 
-
-class DiscordStandin:
+class DiscordStandin(WorldControls, InteractionSenders):
     def __init__(
         self,
         *,
@@ -172,81 +156,6 @@ class DiscordStandin:
     def application_id(self) -> int:
         return self.world.bot_id
 
-    # ---- world builders -------------------------------------------------------------------------
-    def add_user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
-        return self.world.add_user(name, bot=bot, user_id=user_id)
-
-    def guild_id_for_shard(self, shard_id: int, shard_count: int) -> int:
-        """A fresh snowflake for a guild that lands on ``shard_id`` of ``shard_count``."""
-        return self.world.ids.for_shard(shard_id, shard_count)
-
-    def add_guild(self, name: str, *, owner_id: int | None = None, guild_id: int | None = None) -> dict[str, Any]:
-        """A guild with an @everyone role (id = guild id, default permissions), the bot as a member and
-        an owner (``owner_id``, or a new "<name>-owner" user). Use ``guild_id_for_shard`` to pick a shard."""
-        return self.world.add_guild(name, owner_id=owner_id, guild_id=guild_id)
-
-    def add_role(self, guild_id: int, name: str, permissions: int = 0) -> dict[str, Any]:
-        return self.world.add_role(guild_id, name, permissions)
-
-    def add_member(
-        self, guild_id: int, user: UserRef, *, roles: Iterable[UserRef] = (), nick: str | None = None
-    ) -> dict[str, Any]:
-        return self.world.add_member(guild_id, user, roles=roles, nick=nick)
-
-    def add_text_channel(self, guild_id: int, name: str, *, channel_id: int | None = None) -> dict[str, Any]:
-        return self.world.add_text_channel(guild_id, name, channel_id=channel_id)
-
-    def add_thread(self, parent_channel_id: int, name: str, *, owner_id: int | None = None) -> dict[str, Any]:
-        return self.world.add_thread(parent_channel_id, name, owner_id=owner_id)
-
-    def archive_thread(self, thread_id: int, *, locked: bool = False) -> dict[str, Any]:
-        """Discord archives an idle thread: THREAD_UPDATE (archived). A later message unarchives it."""
-        return self.world.set_archived(thread_id, True, locked=locked)
-
-    def set_slowmode(self, channel_id: int, seconds: int) -> None:
-        """A channel's slowmode (``rate_limit_per_user``): CHANNEL_UPDATE."""
-        channel = self.world.channels[channel_id]
-        channel["rate_limit_per_user"] = seconds
-        self.world.emit("CHANNEL_UPDATE", channel, self.world.guild_of(channel_id))
-
-    def open_dm(self, user: UserRef) -> dict[str, Any]:
-        return self.world.open_dm(user)
-
-    def deny_bot(self, channel_id: int, permissions: int = Permission.SEND_MESSAGES) -> None:
-        """Add a member overwrite denying the bot ``permissions`` (default SEND_MESSAGES) in a channel;
-        POST messages there then answers 403 {"code": 50013, "message": "Missing Permissions"}."""
-        self.world.set_overwrite(channel_id, self.world.bot_id, deny=int(permissions), member=True)
-
-    def refuse_voice_messages(self, channel_id: int) -> None:
-        """Voice messages posted in this channel get Discord's 400 {"code": 50173, "message": "Cannot
-        send voice messages in this channel"}."""
-        self.voice_messages_refused.add(channel_id)
-
-    def add_attachment(
-        self,
-        data: bytes,
-        filename: str,
-        content_type: str,
-        *,
-        duration_secs: float | None = None,
-        waveform: str | None = None,
-        channel_id: int = 0,
-    ) -> dict[str, Any]:
-        """Store bytes on the CDN; returns the attachment object (voice messages: flags=8192)."""
-        return self.world.add_attachment(
-            data, filename, content_type, channel_id=channel_id, duration_secs=duration_secs, waveform=waveform
-        )
-
-    def hang_download(self, attachment: dict[str, Any]) -> None:
-        """The CDN never answers for this attachment (until the stand-in closes)."""
-        self.world.attachments[as_id(attachment)].fault = "hang"
-
-    def cut_download(self, attachment: dict[str, Any], *, after: int = 16) -> None:
-        """The CDN announces the whole attachment in Content-Length, sends ``after`` bytes of it, then
-        closes the connection (aiohttp: ClientPayloadError)."""
-        stored = self.world.attachments[as_id(attachment)]
-        stored.fault, stored.cut_after = "cut", after
-
     # ---- events ---------------------------------------------------------------------------------
     async def dispatch(
         self, event: str, data: dict[str, Any], *, shard_id: int | None = None, guild_id: int | None = None
@@ -257,194 +166,6 @@ class DiscordStandin:
         if event == "INTERACTION_CREATE":
             self.interactions.register(data)
         return self.gateway.route(event, data, shard_id=shard_id, guild_id=guild_id)
-
-    async def post_message(
-        self,
-        channel_id: int,
-        author: UserRef,
-        content: str,
-        *,
-        mentions: Iterable[UserRef] = (),
-        reply_to: dict[str, Any] | None = None,
-        attachments: Iterable[dict[str, Any]] = (),
-        flags: int = 0,
-        message_id: int | None = None,
-    ) -> dict[str, Any]:
-        """A user's message: stored and dispatched as MESSAGE_CREATE. Known users written as
-        ``<@id>`` count as mentioned; pass the replied-to author in ``mentions`` to ping them."""
-        msg = self.world.build_message(
-            channel_id,
-            author,
-            content,
-            mentions=mentions,
-            reply_to=reply_to,
-            attachments=attachments,
-            flags=flags,
-            message_id=message_id,
-        )
-        self.world.unarchive_for_message(channel_id)
-        self.world.store_message(msg)
-        self.gateway.route("MESSAGE_CREATE", msg, guild_id=self.world.guild_of(channel_id))
-        return msg
-
-    async def edit_user_message(self, message: dict[str, Any], content: str) -> dict[str, Any]:
-        """A user edits their message: MESSAGE_UPDATE with the new content."""
-        msg = self.world.edit_message(int(message["id"]), {"content": content})
-        self.gateway.route("MESSAGE_UPDATE", msg, guild_id=self.world.guild_of(int(msg["channel_id"])))
-        return msg
-
-    # ---- interactions ---------------------------------------------------------------------------
-    async def send_interaction(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Register (so callbacks/webhooks resolve) and dispatch a ready INTERACTION_CREATE payload."""
-        self.interactions.register(payload)
-        self.gateway.route("INTERACTION_CREATE", payload, guild_id=self.world.guild_of(int(payload["channel_id"])))
-        return payload
-
-    def _registered(self, name: str, channel_id: int, kind: int) -> dict[str, Any] | None:
-        """The command as registered (guild scope first, then global), or None if it never was."""
-        guild_id = self.world.guild_of(channel_id)
-        for scope in ([guild_id] if guild_id is not None else []) + [None]:
-            for cmd in self.commands.get(scope, []):
-                if cmd["name"] == name and cmd.get("type", 1) == kind:
-                    return cmd
-        return None
-
-    def _command_ref(self, name: str, channel_id: int, kind: int) -> tuple[int, int | None]:
-        """(command id, guild scope) of a registered command, or a fresh id for an unsynced one."""
-        cmd = self._registered(name, channel_id, kind)
-        if cmd is None:
-            return self.world.ids.next(), None
-        return int(cmd["id"]), int(cmd["guild_id"]) if "guild_id" in cmd else None
-
-    def register_commands(self, commands: list[dict[str, Any]], *, guild_id: int | None = None) -> list[dict]:
-        """Set the registered commands as an earlier version of the bot synced them (a stale list);
-        same as its PUT /applications/{id}/commands. Returns them with ids."""
-        scope = guild_id
-        self.commands[scope] = [self.rest.command_object(scope, dict(c), None) for c in commands]
-        return self.commands[scope]
-
-    async def send_command(
-        self,
-        name: str,
-        *,
-        user: UserRef,
-        channel_id: int,
-        options: Options = None,
-        subcommand: str | None = None,
-        group: str | None = None,
-        permissions: int | None = None,
-        locale: str = "en-US",
-        resolved: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """A slash command; ``options`` like ``{"prompt": "hi", "count": 2}`` or raw option dicts.
-        For a registered command (synced, or ``register_commands``) a dict is typed as registered and
-        checked as Discord's client checks it: NotDeliverable for what Discord would never send."""
-        command_id, scope = self._command_ref(name, channel_id, 1)
-        registered = self._registered(name, channel_id, 1)
-        if registered is not None and not isinstance(options, list):
-            options = registered_options(
-                registered,
-                options or {},
-                subcommand=subcommand,
-                group=group,
-                in_dm=self.world.guild_of(channel_id) is None,
-            )
-        data = command_data(
-            name,
-            options,
-            command_id=command_id,
-            subcommand=subcommand,
-            group=group,
-            command_guild_id=scope,
-            resolved=resolved,
-        )
-        return await self.send_interaction(
-            base_payload(
-                self.world, SLASH, data, user=user, channel_id=channel_id, permissions=permissions, locale=locale
-            )
-        )
-
-    async def send_message_command(
-        self, name: str, target: dict[str, Any], *, user: UserRef, permissions: int | None = None, locale: str = "en-US"
-    ) -> dict[str, Any]:
-        """A message context-menu command on ``target`` (a message dict)."""
-        channel_id = int(target["channel_id"])
-        command_id, _ = self._command_ref(name, channel_id, 3)
-        data = message_command_data(name, self.world.messages.get(int(target["id"]), target), command_id=command_id)
-        return await self.send_interaction(
-            base_payload(
-                self.world, SLASH, data, user=user, channel_id=channel_id, permissions=permissions, locale=locale
-            )
-        )
-
-    async def send_autocomplete(
-        self,
-        name: str,
-        focused: str,
-        value: str,
-        *,
-        user: UserRef,
-        channel_id: int,
-        options: Options = None,
-        subcommand: str | None = None,
-        group: str | None = None,
-        locale: str = "en-US",
-    ) -> dict[str, Any]:
-        command_id, scope = self._command_ref(name, channel_id, 1)
-        data = autocomplete_data(
-            name,
-            focused,
-            value,
-            options,
-            command_id=command_id,
-            subcommand=subcommand,
-            group=group,
-            command_guild_id=scope,
-        )
-        return await self.send_interaction(
-            base_payload(self.world, AUTOCOMPLETE, data, user=user, channel_id=channel_id, locale=locale)
-        )
-
-    async def send_modal_submit(
-        self,
-        custom_id: str,
-        values: dict[str, str],
-        *,
-        user: UserRef,
-        channel_id: int,
-        layout: str = "row",
-        locale: str = "en-US",
-    ) -> dict[str, Any]:
-        data = modal_submit_data(custom_id, values, layout=layout)
-        return await self.send_interaction(
-            base_payload(self.world, MODAL_SUBMIT, data, user=user, channel_id=channel_id, locale=locale)
-        )
-
-    async def send_component(
-        self,
-        custom_id: str,
-        message: dict[str, Any],
-        *,
-        user: UserRef,
-        component_type: int = 2,
-        values: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """A button click (type 2) or select (types 3, 5-8, with ``values``) on a message."""
-        data = component_data(custom_id, component_type, values)
-        current = self.world.messages.get(int(message["id"]), message)
-        return await self.send_interaction(
-            base_payload(
-                self.world, MESSAGE_COMPONENT, data, user=user, channel_id=int(message["channel_id"]), message=current
-            )
-        )
-
-    @property
-    def interaction_callbacks(self) -> list[InteractionCallback]:
-        return self.interactions.callbacks
-
-    def interaction(self, payload_or_id: dict[str, Any] | int) -> InteractionState:
-        """The server-side state of an interaction: callbacks, original_id, followup_ids."""
-        return self.interactions.by_id[as_id(payload_or_id)]
 
     # ---- gateway control ------------------------------------------------------------------------
     async def disconnect(self, shard_id: int = 0, code: int = 4000) -> None:
