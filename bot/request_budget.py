@@ -71,15 +71,19 @@ class LocalBucket:
         self.at = now
         return want, max(0.0, -self.tokens / self.rate)
 
+    def forget(self, seconds: float) -> None:
+        """Forget the last ``seconds`` of refill: tokens spent that late are then as if spent on time
+        (the next lease waits for them), with no catch-up burst after them."""
+        self.at += seconds
+
 
 class RequestBudget:
     """Leases Discord request tokens for this process: from the bucket shared through Redis when other
     processes use the same token (``redis`` given), else from a bucket in memory (no round trip)."""
 
     def __init__(self, redis: aioredis.Redis | None, key: str, *, rate: float, share: float = 1.0) -> None:
-        # A connection of its own: behind hundreds of turns waiting for the pool, a lease's reply would
-        # come late, and its tokens (whose wait counts from the reply) would be spent late, bunched
-        # with the next ones in one second.
+        # A connection of its own: a lease is written at once, not after hundreds of turns waiting for
+        # the pool, so the bucket's clock is read when the lease is asked for (the wait counts from then).
         self.redis = own_connection(redis) if redis is not None else None
         self._shared_client = redis
         self.key = key
@@ -87,6 +91,7 @@ class RequestBudget:
         self.burst = burst_for(rate)
         self.local = LocalBucket(rate * share, self.burst)
         self._local_until = 0.0
+        self._from_local = redis is None  # where the last lease came from
         self._left, self._left_at = float(self.burst), time.monotonic()  # the balance at the last lease
         self.leases = 0  # Redis round trips made (the benchmark reports tokens per lease)
         self.granted = 0
@@ -107,10 +112,21 @@ class RequestBudget:
         left = min(self.burst, self._left + (time.monotonic() - self._left_at) * self.rate)
         return left >= max(1, self.burst - 1)
 
+    def spend_late(self, seconds: float) -> bool:
+        """May the last lease's tokens, whose time was ``seconds`` ago, still be spent? From the bucket in
+        memory, yes: it forgets those seconds' refill, so the next lease waits as if they had gone out on
+        time. From the shared bucket, no: the other processes' tokens due now are reserved already, and
+        Discord would count both in one second."""
+        if self._from_local:
+            self.local.forget(seconds)
+        return self._from_local
+
     async def lease(self, want: int) -> tuple[int, float]:
-        """(tokens reserved, at most ``want`` and the burst; seconds to wait before spending them)."""
+        """(tokens reserved, at most ``want`` and the burst; seconds to wait before spending them, from
+        when the lease was asked for)."""
         want = max(1, min(want, self.burst))
-        if self.redis is None or time.monotonic() < self._local_until:
+        self._from_local = self.redis is None or time.monotonic() < self._local_until
+        if self._from_local:
             granted, wait = self.local.lease(want)
             self._left = self.local.tokens
         else:
@@ -130,6 +146,7 @@ class RequestBudget:
                     RETRY_REDIS_S,
                 )
                 self._local_until = time.monotonic() + RETRY_REDIS_S
+                self._from_local = True
                 granted, wait = self.local.lease(want)
                 self._left = self.local.tokens
         self._left_at = time.monotonic()

@@ -230,10 +230,10 @@ def test_tokens_that_come_late_are_not_spent(redis_url: str, key_prefix: str) ->
                 stamps.append(time.monotonic())
                 s.wrote()  # as discord.py's session trace reports a request written
 
-            async def congest() -> None:  # the loop blocked for 0.45 s now and then (a burst of turns)
+            async def congest() -> None:  # the loop blocked for 0.8 s now and then (a burst of turns)
                 while True:
-                    await asyncio.sleep(0.75)
-                    time.sleep(0.45)  # noqa: ASYNC251 (blocking the loop is the point)
+                    await asyncio.sleep(1.0)
+                    time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
 
             stalls = asyncio.create_task(congest()) if congested else None
             try:
@@ -256,3 +256,34 @@ def test_tokens_that_come_late_are_not_spent(redis_url: str, key_prefix: str) ->
     stamps.sort()
     most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
     assert most <= burst_for(rate) + rate + math.ceil(rate * LATE_S)
+
+
+async def test_a_congested_process_alone_on_its_token_spends_late_tokens_without_a_burst() -> None:
+    """Alone on its token (the bucket in memory) a late scheduler spends its tokens when it wakes, and
+    the bucket's clock moves on with it: no catch-up burst after a stall, nothing dropped."""
+    rate = 32.0
+    s = scheduler(rate=rate)
+    assert s.budget is not None
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+        stamps.append(loop.time())
+        s.wrote()
+
+    async def congest() -> None:  # the loop blocked for 0.8 s now and then (a burst of turns)
+        while True:
+            await asyncio.sleep(1.0)
+            time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
+
+    stalls = asyncio.create_task(congest())
+    try:
+        await asyncio.gather(*(one() for _ in range(120)))
+    finally:
+        stalls.cancel()
+        await s.close()
+    assert s.late == 0 and len(stamps) == 120
+    stamps.sort()
+    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
+    assert most <= s.budget.burst + rate

@@ -67,10 +67,11 @@ TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
 # them bunched in one second; no more slots are granted while this many are unwritten.
 MAX_UNWRITTEN = 3
 UNWRITTEN_TTL_S = 0.5  # a granted slot its holder never used (nothing left to send) stops counting
-# Tokens spent this late after their time (a lease's reply held up, a congested event loop waking the
-# scheduler late) are not spent: Discord would count them in one second with the tokens due then. A
-# token bucket spends at most burst + rate in any second only if each token goes out on time; L
-# seconds late adds up to rate x L more (3 at the default 32 per second, inside the margin to 50).
+# A token bucket spends at most burst + rate in any second only if each token goes out on time. Tokens
+# from the shared bucket that come this late (a congested event loop waking the scheduler late) are
+# not spent: Discord would count them in one second with the other processes' tokens due then. Up to
+# this late they are (3 more at the default 32 per second, inside the margin to 50). The bucket in
+# memory has no other process to crowd: it shifts its clock instead (RequestBudget.spend_late).
 LATE_S = 0.1
 _SCHEDULED_PATH = re.compile(r"/channels/\d+/(messages(/\d+)?|typing)$")
 
@@ -308,15 +309,17 @@ class RequestScheduler:
                     else:
                         await event_or_timeout(self._wake, soonest if soonest is not None else 0.05)
                     continue
+                # The bucket's clock is read as the lease is asked for (it has a Redis connection of
+                # its own), so the reserved tokens may be spent ``wait`` after the ask, however long
+                # the reply took to be read.
                 asked = loop.time()
                 granted, wait = await self.budget.lease(len(ready))
-                if wait > 0:
-                    await asyncio.sleep(wait)  # the reserved tokens may be spent from then on
-                # Their time was at the latest ``wait`` after the lease was asked for (the bucket's
-                # clock is read between the ask and the reply).
-                if loop.time() - (asked + wait) > LATE_S:
+                if loop.time() < asked + wait:
+                    await asyncio.sleep(asked + wait - loop.time())
+                late = loop.time() - (asked + wait)
+                if late > LATE_S and not self.budget.spend_late(late):
                     self.late += granted
-                    log.debug("Discord request budget: %d tokens came too late to spend", granted)
+                    log.debug("Discord request budget: %d tokens came %.2f s late, not spent", granted, late)
                     continue
                 # Picked again: meanwhile a ticket may have been promoted, cancelled or added. A token
                 # nobody is ready for is not kept: spent later, it could crowd a later second.
