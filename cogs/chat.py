@@ -20,6 +20,7 @@ from cogs.utils.checks import require
 from cogs.utils.downloads import download_all
 from cogs.utils.images import ONLY_MENTIONED, fetch, select, skipped_note
 from cogs.utils.replies import answer
+from cogs.utils.scope import parent_id
 from cogs.utils.text import bounded, name_list
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class Chat(commands.Cog):
             text=text,
             bot_name=me.display_name,
             guild_name=message.guild.name if message.guild else None,
-            parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
+            parent_id=parent_id(message.channel),
             claim=claim,
             bot_thread=bot_thread,
             images=images,

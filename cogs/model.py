@@ -10,16 +10,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.personas import Scope
-from cogs.utils.checks import require_scope_permission
+from cogs.utils.scope import require_scope_permission, scope_name, scoped_group, where_asked
 from cogs.utils.text import bounded
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
     from bot.models import ActiveModel, ModelChoices, ServedModel
-
-
-def _parent_id(channel: object) -> int | None:
-    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
 
 
 def describe(served: ServedModel) -> str:
@@ -39,13 +35,7 @@ def where_from(active: ActiveModel) -> str:
 class Models(commands.Cog):
     """Choose the model that answers in this server, or in one channel."""
 
-    model = app_commands.Group(
-        name="model",
-        description="Choose the model that answers in this server",
-        guild_only=True,
-        # Hidden from members who could not use any subcommand; each subcommand checks again.
-        default_permissions=discord.Permissions(manage_channels=True),
-    )
+    model = scoped_group("model", "Choose the model that answers in this server")
 
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
@@ -54,14 +44,10 @@ class Models(commands.Cog):
     def store(self) -> ModelChoices:
         return self.bot.services.models
 
-    async def _active(self, interaction: discord.Interaction) -> ActiveModel:
-        assert interaction.guild_id is not None and interaction.channel_id is not None
-        return await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
-
     @model.command(name="list")
     async def model_list(self, interaction: discord.Interaction) -> None:
         """List the models this server can use."""
-        active = await self._active(interaction)
+        active = await self.store.active(*where_asked(interaction))
         default = self.store.registry.default.name
         lines = [
             f"• {describe(served)}"
@@ -74,7 +60,7 @@ class Models(commands.Cog):
     @model.command(name="show")
     async def model_show(self, interaction: discord.Interaction) -> None:
         """Show the model that answers in this channel, and where that choice comes from."""
-        active = await self._active(interaction)
+        active = await self.store.active(*where_asked(interaction))
         await interaction.response.send_message(
             bounded(f"Model here: {where_from(active)}.\n{describe(active.model)}"), ephemeral=True
         )
@@ -86,9 +72,8 @@ class Models(commands.Cog):
         require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         served = await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
-        where = "this server" if scope is Scope.GUILD else "this channel"
         await interaction.response.send_message(
-            f"The model for {where} is now **{served.option.title}**. It applies from the next message.",
+            f"The model for {scope_name(scope)} is now **{served.option.title}**. It applies from the next message.",
             ephemeral=True,
         )
 

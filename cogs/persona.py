@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.personas import CUSTOM, Scope
-from cogs.utils.checks import require_scope_permission
+from cogs.utils.scope import require_scope_permission, scope_name, scoped_group, where_asked
 from cogs.utils.text import bounded, shorten
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROMPT_PREVIEW_CHARS = 1_500  # keeps /persona show within one 2,000-character message
-
-
-def _parent_id(channel: object) -> int | None:
-    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
 
 
 class CustomPromptModal(discord.ui.Modal, title="Custom persona"):
@@ -60,13 +56,7 @@ class CustomPromptModal(discord.ui.Modal, title="Custom persona"):
 class Personas(commands.Cog):
     """Choose the bot's persona (its system prompt) for this server or one channel."""
 
-    persona = app_commands.Group(
-        name="persona",
-        description="Choose who the bot is in this server",
-        guild_only=True,
-        # Hidden from members who could not use any subcommand; each subcommand checks again.
-        default_permissions=discord.Permissions(manage_channels=True),
-    )
+    persona = scoped_group("persona", "Choose who the bot is in this server")
 
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
@@ -78,9 +68,9 @@ class Personas(commands.Cog):
     @persona.command(name="list")
     async def persona_list(self, interaction: discord.Interaction) -> None:
         """List the personas this server can use."""
-        assert interaction.guild_id is not None and interaction.channel_id is not None
-        active = await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
-        has_custom = await self.store.custom_prompt(interaction.guild_id) is not None
+        guild_id, channel_id, parent_id = where_asked(interaction)
+        active = await self.store.active(guild_id, channel_id, parent_id)
+        has_custom = await self.store.custom_prompt(guild_id) is not None
         lines = [
             f"• **{p.name}**: {p.description}" + (" ← active here" if p.name == active.name else "")
             for p in self.bot.settings.personas.builtin
@@ -94,8 +84,7 @@ class Personas(commands.Cog):
     @persona.command(name="show")
     async def persona_show(self, interaction: discord.Interaction) -> None:
         """Show the persona active in this channel, where it comes from, and its prompt."""
-        assert interaction.guild_id is not None and interaction.channel_id is not None
-        active = await self.store.active(interaction.guild_id, interaction.channel_id, _parent_id(interaction.channel))
+        active = await self.store.active(*where_asked(interaction))
         prompt = active.prompt
         if len(prompt) > PROMPT_PREVIEW_CHARS:
             prompt = prompt[:PROMPT_PREVIEW_CHARS] + "…"
@@ -112,9 +101,8 @@ class Personas(commands.Cog):
         require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         await self.store.choose(interaction.guild_id, name, scope, interaction.channel_id)
-        where = "this server" if scope is Scope.GUILD else "this channel"
         await interaction.response.send_message(
-            f"The persona for {where} is now **{name}**. It applies from the next message.", ephemeral=True
+            f"The persona for {scope_name(scope)} is now **{name}**. It applies from the next message.", ephemeral=True
         )
 
     @persona_set.autocomplete("name")

@@ -19,6 +19,7 @@ from cogs.chat import Chat, readable_text
 from cogs.utils.audio import audio_attachment
 from cogs.utils.downloads import download
 from cogs.utils.replies import answer
+from cogs.utils.scope import parent_id
 from cogs.utils.spoken_reply import spoken_reply_for
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class Voice(commands.Cog):
             text=text,
             bot_name=guild.me.display_name if guild else self.bot.user.display_name,
             guild_name=guild.name if guild else None,
-            parent_id=message.channel.parent_id if isinstance(message.channel, discord.Thread) else None,
+            parent_id=parent_id(message.channel),
             spoken=True,
             claim=False,  # claimed before transcribing
         )
