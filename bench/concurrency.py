@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 
 from bench.env import (
     ANSWER_TEXT,
-    MODEL,
     USER_TEXT,
     BotProcess,
     Guild,
+    base_config,
     bench_settings,
     build_guild,
     delete_prefix,
@@ -55,16 +55,17 @@ class MemoryRun:
     peak_rss_mib: float
 
 
-def bot_config(key_prefix: str, *, requests_per_second: float = 0.0) -> dict[str, dict[str, Any]]:
-    """The bot process's config. Sections 3 and 5 measure CPU against a stand-in without rate limits,
-    so the request budget is off there; section 7 sets it."""
-    return {
-        "model": {"name": MODEL},
-        "redis": {"key_prefix": key_prefix},
-        "tokens": {"download_encodings": False},
-        "logging": {"level": "WARNING"},
-        "discord": {"requests_per_second": requests_per_second},
-    }
+def bot_config(
+    key_prefix: str, *, requests_per_second: float | None = None, history: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The config file of a bot process. ``requests_per_second``: the request budget (0: off), else
+    the bot's default (on, as deployed); ``history``: keys of the ``[history]`` section."""
+    config = base_config(key_prefix)
+    if requests_per_second is not None:
+        config["discord"] = {"requests_per_second": requests_per_second}
+    if history is not None:
+        config["history"] = history
+    return config
 
 
 async def final_answer(dc: DiscordStandin, channel: int, start: int, timeout: float) -> float:
@@ -148,7 +149,8 @@ async def concurrency_run(redis_url: str, conversations: int, model_latency: flo
             # Two chunks at once: the first message, then the closing edit with the whole answer.
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=len(ANSWER_TEXT) // 2 + 1)
             settings = bench_settings(redis_url, model.base_url, prefix)
-            async with BotProcess(settings, dc, bot_config(prefix)) as proc:
+            # CPU against a stand-in without rate limits: the request budget is off (section 7 sets it).
+            async with BotProcess(settings, dc, bot_config(prefix, requests_per_second=0.0)) as proc:
                 await wait_until_answering(dc, guild, probe, proc)
                 start = len(dc.requests)
                 began = time.monotonic()
@@ -175,7 +177,8 @@ async def memory_run(redis_url: str, stored: int, turns: int, active: int = 10) 
             await seed_history(direct, prefix, guild.channels + idle, 20, author_id=int(guild.alice["id"]))
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=len(ANSWER_TEXT) // 2 + 1)
             settings = bench_settings(redis_url, model.base_url, prefix)
-            async with BotProcess(settings, dc, bot_config(prefix)) as proc:
+            # CPU against a stand-in without rate limits: the request budget is off (section 7 sets it).
+            async with BotProcess(settings, dc, bot_config(prefix, requests_per_second=0.0)) as proc:
                 await wait_until_answering(dc, guild, guild.channels[0], proc)
                 for i in range(turns):
                     channel = guild.channels[i % active]

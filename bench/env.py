@@ -46,6 +46,16 @@ ANSWER_TEXT = (
 )
 
 
+def base_config(key_prefix: str) -> dict[str, dict[str, Any]]:
+    """What every bench run changes from the production defaults, in the bot's process or in its own."""
+    return {
+        "model": {"name": MODEL},
+        "redis": {"key_prefix": key_prefix},
+        "tokens": {"download_encodings": False},
+        "logging": {"level": "WARNING"},
+    }
+
+
 def bench_settings(redis_url: str, model_url: str, key_prefix: str, **sections: dict[str, Any]) -> Settings:
     """Production defaults, pointed at the bench's servers; ``sections`` change single keys."""
     base = Settings(
@@ -54,12 +64,7 @@ def bench_settings(redis_url: str, model_url: str, key_prefix: str, **sections: 
         ),
         base_dir=Path(tempfile.gettempdir()),
     )
-    defaults: dict[str, dict[str, Any]] = {
-        "model": {"name": MODEL},
-        "redis": {"key_prefix": key_prefix},
-        "tokens": {"download_encodings": False},
-        "logging": {"level": "WARNING"},
-    }
+    defaults = base_config(key_prefix)
     for name, values in sections.items():
         defaults[name] = {**defaults.get(name, {}), **values}
     changed = {name: dataclasses.replace(getattr(base, name), **values) for name, values in defaults.items()}
@@ -232,7 +237,8 @@ class BotProcess:
             try:
                 await asyncio.to_thread(self.process.wait, 10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.process.kill()  # SIGKILL cannot be ignored: this wait is short
+                await asyncio.to_thread(self.process.wait)
 
     def peak_rss_kib(self) -> int:
         assert self.process is not None

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from PIL import Image
 
-from bench.concurrency import wait_until_answering
+from bench.concurrency import bot_config, wait_until_answering
 from bench.env import (
     ANSWER_TEXT,
-    MODEL,
     BotProcess,
     bench_settings,
     build_guild,
@@ -80,13 +79,8 @@ async def feature_run(redis_url: str, turns: int) -> FeatureRun:
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S)
             settings = bench_settings(redis_url, model.base_url, prefix)
             # The cap is far away: no summary is made while measuring (only the stored one is read).
-            config = {
-                "model": {"name": MODEL},
-                "redis": {"key_prefix": prefix},
-                "tokens": {"download_encodings": False},
-                "logging": {"level": "WARNING"},
-                "history": {"max_messages": 100_000},
-            }
+            # The request budget at its default, as in section 1.
+            config = bot_config(prefix, history={"max_messages": 100_000})
             async with BotProcess(settings, dc, config) as proc:
                 await wait_until_answering(dc, guild, probe, proc)
                 clock = GatewayClock(dc)

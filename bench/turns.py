@@ -13,6 +13,7 @@ latency for comparison (which includes the stand-ins' CPU, interleaved on the sa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.concurrency import final_request, wait_until_answering
+from bench.concurrency import bot_config, final_request, wait_until_answering
 from bench.env import (
     ANSWER_TEXT,
-    MODEL,
     USER_TEXT,
     BotProcess,
     Guild,
@@ -161,7 +161,10 @@ async def one_turn(
     )
     clock.watch(posted["id"])
     record = (await model.wait_for_requests(served + 1, timeout=30))[served]
-    await record.finished.wait()
+    # The model's handler ends once the bot has read the whole stream: a bot that stopped reading
+    # would otherwise hold the section for ever (every other wait here has its own timeout).
+    async with asyncio.timeout(30):
+        await record.finished.wait()
     final = await final_request(dc, channel, start, timeout=30)
     first = await dc.wait_for_route("create_message", channel_id=channel, start=start)
     assert record.first_chunk_at is not None and record.last_chunk_at is not None
@@ -241,14 +244,8 @@ async def process_run(redis_url: str, stored_turns: int, turns: int) -> HistoryR
             await seed_history(direct, prefix, guild.channels, stored_turns, author_id=int(guild.alice["id"]))
             model.responder = lambda body: Reply(ANSWER_TEXT, chunk_size=CHUNK_CHARS, chunk_delay=CHUNK_DELAY_S)
             settings = bench_settings(redis_url, model.base_url, prefix)
-            config = {
-                "model": {"name": MODEL},
-                "redis": {"key_prefix": prefix},
-                "tokens": {"download_encodings": False},
-                "logging": {"level": "WARNING"},
-                "history": history_config(stored_turns),
-            }
-            async with BotProcess(settings, dc, config) as proc:
+            # The request budget at its default, as deployed: the latency includes its scheduling.
+            async with BotProcess(settings, dc, bot_config(prefix, history=history_config(stored_turns))) as proc:
                 await wait_until_answering(dc, guild, probe, proc)
                 clock = GatewayClock(dc)
                 for channel in channels:
