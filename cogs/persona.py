@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.personas import CUSTOM, Scope
-from cogs.utils.scope import require_scope_permission, scope_name, scoped_group, where_asked
+from cogs.utils.scope import require_scope_permission, reset_reply, scope_name, scoped_group, where_asked
 from cogs.utils.text import bounded, shorten
 
 if TYPE_CHECKING:
@@ -135,11 +135,8 @@ class Personas(commands.Cog):
         require_scope_permission(interaction, scope)
         assert interaction.guild_id is not None and interaction.channel_id is not None
         removed = await self.store.reset(interaction.guild_id, scope, interaction.channel_id)
-        if scope is Scope.GUILD:
-            text = f"This server now uses the default persona (**{self.store.default.name}**)."
-        else:
-            text = "This channel now follows the server's persona." if removed else "This channel had no override."
-        await interaction.response.send_message(text, ephemeral=True)
+        default = self.store.default.name
+        await interaction.response.send_message(reset_reply("persona", scope, removed, default), ephemeral=True)
 
 
 async def setup(bot: ChatBot) -> None:

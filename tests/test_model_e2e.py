@@ -71,6 +71,10 @@ async def test_guild_choice_channel_override_thread_and_resets(chat_bot, world, 
             "model", subcommand="reset", options={"scope": "channel"}, permissions=MANAGE_CHANNELS
         )
         assert reply.content == "This channel now follows the server's model."
+        again = await chat.command(
+            "model", subcommand="reset", options={"scope": "channel"}, permissions=MANAGE_CHANNELS
+        )
+        assert again.content == "This channel had no override."
         assert await model_of_next_turn(chat, second, world.channel_id) == f"second:{SECOND_MODEL}"
         reply = await chat.command("model", subcommand="reset", permissions=MANAGE_GUILD)
         assert reply.content == "This server now uses the default model (**test-model**)."

@@ -37,6 +37,14 @@ def scope_name(scope: Scope) -> str:
     return "this server" if scope is Scope.GUILD else "this channel"
 
 
+def reset_reply(setting: str, scope: Scope, removed: bool, default: str) -> str:
+    """The answer to ``/<setting> reset``: ``removed``, whether the channel had an override to
+    remove; ``default``, the name of what the server falls back to."""
+    if scope is Scope.GUILD:
+        return f"This server now uses the default {setting} (**{default}**)."
+    return f"This channel now follows the server's {setting}." if removed else "This channel had no override."
+
+
 def require_scope_permission(interaction: discord.Interaction, scope: Scope) -> None:
     """A server-wide setting needs Manage Server; a channel's override Manage Channels."""
     require(interaction, "manage_guild" if scope is Scope.GUILD else "manage_channels")
