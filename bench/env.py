@@ -24,9 +24,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.batch import Batch
-from bot.config import Secrets, Settings
 from bot.history import HistoryStore, Turn, Window
 from bot.keys import Keys
+from bot.settings import Secrets, Settings
 from tests.standins.discord_standin import DiscordStandin
 from tests.standins.model_server import ModelServer
 from tests.standins.redis_proxy import RoundTripProxy

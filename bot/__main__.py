@@ -17,10 +17,11 @@ import discord
 
 from bot.app import ChatBot
 from bot.check import run_checks
-from bot.config import ENV_VARS, Settings, load_settings
+from bot.config import ENV_VARS, load_settings
 from bot.errors import ConfigError, StartupError
 from bot.reachability import network_cause
 from bot.services import open_services
+from bot.settings import Settings
 from bot.tuning import tune_gc
 
 log = logging.getLogger("bot")

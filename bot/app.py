@@ -18,13 +18,13 @@ from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 from discord.http import Route
 from discord.shard import Shard
 
-from bot.config import Settings
 from bot.deployment import discord_rest_base
 from bot.errors import BotError, StartupError
 from bot.health import HealthServer
 from bot.metrics import Metrics
 from bot.reachability import Backoff, network_cause
 from bot.services import Services
+from bot.settings import Settings
 from bot.tuning import throttle_ratelimit_sweep
 from cogs.utils.budget import RequestScheduler, build_scheduler
 from cogs.utils.options import InvalidOption, check_invocation

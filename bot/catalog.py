@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.config import ModelSettings
+    from bot.settings import ModelSettings
 
 DEFAULT_PROVIDER = "default"  # OPENAI_BASE_URL + OPENAI_API_KEY
 KEYLESS = "not-needed"  # the SDK wants some key; keyless servers (Ollama, LM Studio) ignore it

@@ -25,12 +25,12 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from bot.app import UNREACHABLE, discord_failure, intents_for, use_discord_endpoints
 from bot.catalog import DEFAULT_PROVIDER, ModelOption, offered_models
-from bot.config import Settings, SpokenReply
 from bot.deployment import discord_site
 from bot.errors import ConfigError, ModelTimeout, ModelUnavailable
 from bot.llm import build_client, model_error
 from bot.reachability import network_cause
 from bot.services import build_speech_client, build_transcription_client
+from bot.settings import Settings, SpokenReply
 from bot.storage import open_redis
 
 CHECK_TIMEOUT_S = 15.0

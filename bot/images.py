@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from bot.config import ImageDetail, ImageSettings
+from bot.settings import ImageDetail, ImageSettings
 
 # What the bot accepts: the formats OpenAI's vision models take (GIF: its first frame).
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from bot.batch import Batch
-from bot.config import LimitSettings
 from bot.errors import BudgetExceeded, DuplicateMessage, TooManyTurns
 from bot.keys import Keys
+from bot.settings import LimitSettings
 from bot.usage import UsageStore, day_key
 
 # Sliding window. KEYS: the user's turns (sorted set), the "already told" marker (same hash slot).

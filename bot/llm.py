@@ -14,7 +14,6 @@ import aiohttp
 import httpx2
 import openai
 
-from bot.config import ModelSettings
 from bot.errors import (
     ModelAuthError,
     ModelError,
@@ -25,6 +24,7 @@ from bot.errors import (
     ModelUnavailable,
     StreamInterrupted,
 )
+from bot.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

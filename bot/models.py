@@ -18,11 +18,11 @@ from redis.asyncio.client import Pipeline
 
 from bot.batch import Batch
 from bot.catalog import ModelOption
-from bot.config import ModelSettings
 from bot.errors import BotError
 from bot.keys import Keys
 from bot.llm import ChatModel
 from bot.personas import Scope, Source
+from bot.settings import ModelSettings
 from bot.storage import guarded
 from bot.tokens import TokenCounter
 

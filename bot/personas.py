@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from bot.batch import Batch
-from bot.config import Persona, PersonaSettings
 from bot.errors import BotError
 from bot.keys import Keys
+from bot.settings import Persona, PersonaSettings
 from bot.storage import guarded
 
 CUSTOM = "custom"

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import ModelSettings
 from bot.errors import MessageTooLong
 from bot.history import Turn, Window
+from bot.settings import ModelSettings
 from bot.summary import Summary
 from bot.tokens import REPLY_PRIMING_TOKENS, TokenCounter, fit_newest
 

@@ -13,7 +13,6 @@ import openai
 import redis.asyncio as aioredis
 
 from bot.catalog import DEFAULT_PROVIDER, model_settings, offered_models
-from bot.config import Settings
 from bot.conversation import ChatService
 from bot.history import HistoryStore
 from bot.keys import Keys
@@ -22,6 +21,7 @@ from bot.llm import ChatModel, build_client
 from bot.metrics import Metrics
 from bot.models import ModelChoices, ModelRegistry, ServedModel
 from bot.personas import PersonaStore
+from bot.settings import Settings
 from bot.speech import Speaker
 from bot.speech_prefs import SpokenReplyPrefs
 from bot.storage import open_redis

@@ -24,9 +24,9 @@ import httpx2
 import openai
 
 from bot.audio import VoiceAudio, voice_message_audio
-from bot.config import VoiceSettings
 from bot.errors import BudgetExceeded, NothingToSay, SpeechFailed, SpeechOverBudget
 from bot.limits import Limits
+from bot.settings import VoiceSettings
 from bot.usage import UsageStore, day_key
 
 FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)

@@ -19,7 +19,6 @@ import openai
 from openai.types.audio.transcription import Transcription as ApiTranscription
 from openai.types.audio.transcription import UsageDuration
 
-from bot.config import VoiceSettings
 from bot.errors import (
     AudioEmpty,
     AudioRejected,
@@ -31,6 +30,7 @@ from bot.errors import (
     NotAudio,
 )
 from bot.llm import model_error
+from bot.settings import VoiceSettings
 
 # The chat model's sentences speak of answering; a failed transcription is about the audio.
 TRANSCRIPTION_WORDING: dict[type[ModelError], str] = {

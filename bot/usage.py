@@ -21,9 +21,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from bot.batch import Batch
-from bot.config import UsageSettings
 from bot.keys import Keys
 from bot.llm import Usage
+from bot.settings import UsageSettings
 
 
 def day_key(moment: dt.datetime) -> str:

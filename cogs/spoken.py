@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import SpokenReply
+from bot.settings import SpokenReply
 
 if TYPE_CHECKING:
     from bot.app import ChatBot

@@ -22,10 +22,10 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 
-from bot.config import Settings
 from bot.errors import BotError
 from bot.keys import Keys
 from bot.services import Services, open_services
+from bot.settings import Settings
 from bot.storage import guarded
 from playground.session import Playground
 from playground.ui import build

@@ -16,9 +16,9 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from bot.config import Secrets, Settings, SpokenReply
 from bot.embedded_redis import find_server_binary
 from bot.services import Services, build_services
+from bot.settings import Secrets, Settings, SpokenReply
 from bot.tokens import TokenCounter, load_encoding
 from tests.standins.model_server import ModelServer
 from tests.standins.redis_embedded import embedded_redis

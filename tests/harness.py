@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import ChatBot
-from bot.config import Settings
 from bot.services import open_services
+from bot.settings import Settings
 from tests.conftest import TEST_API_KEY, TEST_DISCORD_TOKEN, replace_settings
 from tests.standins.discord_fixtures import point_discord_at, running_bot
 from tests.standins.discord_standin import DiscordStandin

@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
-    from bot.config import Settings
+    from bot.settings import Settings
 
     settings = load_settings(ROOT / "config.toml", ENV)
     defaults = Settings()

@@ -12,7 +12,6 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot.config import Persona
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import (
     MessageTooLong,
@@ -26,6 +25,7 @@ from bot.errors import (
     StreamInterrupted,
 )
 from bot.services import Services
+from bot.settings import Persona
 from bot.storage import connect
 from tests.conftest import replace_settings
 from tests.standins.model_server import Cut, Drop, Error, Malformed, ModelServer, Reply, Stall, StallMidStream

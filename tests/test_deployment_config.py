@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import HealthSettings, load_settings
+from bot.config import load_settings
 from bot.deployment import is_cluster_url, plain_redis_url
 from bot.errors import ConfigError
+from bot.settings import HealthSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"DISCORD_TOKEN": "t", "OPENAI_API_KEY": "k"}

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import ImageSettings
 from bot.conversation import ChatRequest
 from bot.errors import ImagesNotRead, MessageTooLong, ModelError
 from bot.images import PreparedImage, prepare
+from bot.settings import ImageSettings
 from tests.standins.model_server import Error, ModelServer
 from tests.test_conversation import CHANNEL, request, run_turn, stored
 from tests.test_images import make_image

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from bot.config import ImageDetail, ImageSettings
 from bot.images import ImageInput, UnreadableImage, image_tokens, prepare, prepare_all
+from bot.settings import ImageDetail, ImageSettings
 
 
 def make_image(size: tuple[int, int], fmt: str, *, color: str = "red", mode: str = "RGB", **save: object) -> bytes:

@@ -9,9 +9,9 @@ import httpx2
 import openai
 import pytest
 
-from bot.config import ModelSettings
 from bot.errors import ModelError, ModelTimeout, ModelUnavailable
 from bot.llm import Finish, MalformedChunk, Usage, _chunk_events, build_client, model_error, transport_cause
+from bot.settings import ModelSettings
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 

@@ -10,10 +10,10 @@ import itertools
 
 import pytest
 
-from bot.config import ModelSettings
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import ModelRateLimited, ModelTimeout, StreamInterrupted
 from bot.services import Services
+from bot.settings import ModelSettings
 from tests.standins.model_server import Drop, Error, ModelServer, Reply, StallMidStream
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)  # the clock is injected: no UTC-midnight edge

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot.catalog import DEFAULT_PROVIDER, ModelOption, Provider
-from bot.config import Settings, load_settings
+from bot.config import load_settings
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import ConfigError
 from bot.personas import Scope
 from bot.services import Services, open_services
+from bot.settings import Settings
 from tests.conftest import SECOND_API_KEY, SECOND_MODEL, TEST_API_KEY
 from tests.standins.model_server import ModelServer, Reply
 

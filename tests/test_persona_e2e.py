@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import BUILTIN_PERSONAS
+from bot.settings import BUILTIN_PERSONAS
 from tests.harness import MANAGE_CHANNELS, MANAGE_GUILD, MANAGE_MESSAGES
 
 ASSISTANT, JOKER = BUILTIN_PERSONAS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import BUILTIN_PERSONAS
+from bot.settings import BUILTIN_PERSONAS
 from tests.conftest import TEST_API_KEY
 from tests.playground_harness import (
     GradioPage,

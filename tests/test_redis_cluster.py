@@ -13,13 +13,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from bot.config import Price
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import DuplicateMessage, TooManyTurns
 from bot.keys import Keys
 from bot.llm import Usage, build_client
 from bot.personas import Scope
 from bot.services import Services, build_services
+from bot.settings import Price
 from bot.storage import open_redis
 from tests.conftest import needs_server_binary
 from tests.standins.model_server import ModelServer

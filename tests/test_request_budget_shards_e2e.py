@@ -9,8 +9,8 @@ import pytest
 
 from bench.concurrency import final_answer
 from bench.env import ANSWER_TEXT
-from bot.config import DiscordSettings
 from bot.request_budget import burst_for
+from bot.settings import DiscordSettings
 from tests.conftest import TEST_DISCORD_TOKEN
 from tests.harness import bot_env, write_config
 from tests.standins.discord_standin import DiscordStandin

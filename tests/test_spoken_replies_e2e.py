@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import Price, SpeechFormat, SpokenReply
 from bot.errors import NothingToSay, SpeechOverBudget
+from bot.settings import Price, SpeechFormat, SpokenReply
 from bot.speech import speakable
 from cogs.spoken import NOT_OFFERED
 from cogs.utils.budget import Priority

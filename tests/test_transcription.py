@@ -74,7 +74,7 @@ async def test_a_separate_client_only_when_configured(make_settings) -> None:
 
 
 def test_the_shipped_config_documents_the_voice_defaults() -> None:
-    from bot.config import VoiceSettings
+    from bot.settings import VoiceSettings
 
     shipped = load_settings(
         Path(__file__).resolve().parent.parent / "config.toml", {"DISCORD_TOKEN": "t", "OPENAI_API_KEY": "k"}

@@ -65,7 +65,7 @@ async def test_a_rate_limited_user_is_told_once_per_window(chat_bot, world) -> N
 
 async def test_usage_command_reports_tokens_and_cost(chat_bot, world) -> None:
     prices = ({"model": "test-model", "input_per_million": 1000.0, "output_per_million": 2000.0},)
-    from bot.config import Price
+    from bot.settings import Price
 
     async with chat_bot(usage={"prices": tuple(Price(**p) for p in prices)}) as chat:
         chat.model.script(Reply("a", usage=(100, 20)), Reply("b", usage=(50, 5)))

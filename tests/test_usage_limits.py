@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from bot.config import Price
 from bot.conversation import ChatRequest, TurnDone
 from bot.errors import BudgetExceeded, DuplicateMessage, TooManyTurns
 from bot.services import Services
+from bot.settings import Price
 from tests.standins.model_server import ModelServer, Reply
 
 _ids = itertools.count(50_000)

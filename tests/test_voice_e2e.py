@@ -244,7 +244,7 @@ async def test_a_replayed_voice_message_is_transcribed_and_answered_once(chat_bo
 
 
 async def test_transcriptions_count_audio_seconds_for_the_guild_and_the_user(chat_bot, world) -> None:
-    from bot.config import Price
+    from bot.settings import Price
 
     prices = (Price("whisper-1", audio_per_minute=0.6), Price(TEST_MODEL))
     async with chat_bot(usage={"prices": prices}) as chat:

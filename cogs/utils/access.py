@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.config import AccessSettings, DMPolicy
+from bot.settings import AccessSettings, DMPolicy
 
 if TYPE_CHECKING:
     from bot.app import ChatBot

@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from discord.http import HTTPClient
 
-    from bot.config import Settings
     from bot.keys import Keys
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

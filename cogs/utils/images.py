@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.config import ImageSettings
 from bot.images import ImageInput, PreparedImage, Skipped, is_image_name, is_supported, prepare_all
+from bot.settings import ImageSettings
 from cogs.utils.downloads import download_all
 from cogs.utils.text import name_list
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.config import SpokenReply as Mode
 from bot.errors import BotError, NothingToSay, SpeechError, SpeechOverBudget, VoiceMessageRefused
+from bot.settings import SpokenReply as Mode
 from cogs.utils.voice_message import may_send_voice_messages, send_voice_message
 
 if TYPE_CHECKING:
