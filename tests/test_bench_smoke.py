@@ -7,8 +7,14 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import report
 from bench.__main__ import Scale, run
+
+# Every section, with about ten bot processes started one after another: ~40 s on two cores, so the suite's
+# 60 s default is too close when the machine is busy.
+pytestmark = pytest.mark.timeout(180)
 
 SMOKE = Scale(
     sizes=(10, 100),
