@@ -5,6 +5,9 @@ Every browser session is one conversation and one persona choice in the playgrou
 stands where Discord has a guild and a channel: the persona store, the turn and the budgets see it as
 both. All playground sessions share one user id, so ``[limits]`` (the user's budget and rate limit)
 cover everything typed into the playground together.
+
+A browser session may never come back, so its persona and model choices expire like its history
+(``[history] ttl_days`` after the session's last message or choice), where a guild's are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bot.errors import BotError
 from bot.hearing import hear
 from bot.personas import CUSTOM, Scope
 from bot.services import Services
+from bot.storage import guarded
 from bot.transcription import Transcription
 from bot.usage import UsageTotals
 
@@ -68,6 +72,15 @@ class Costs:
 class Playground:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.ttl_ms = int(services.settings.history.ttl_days * 86_400_000)
+
+    async def _keep(self, session: int) -> None:
+        """(Re)start the expiry of the session's persona and model choices, as a turn does its history's."""
+        keys = self.services.keys
+        pipe = self.services.redis.pipeline(transaction=False)
+        pipe.pexpire(keys.personas(session), self.ttl_ms)
+        pipe.pexpire(keys.models(session), self.ttl_ms)
+        await guarded(pipe.execute)
 
     @property
     def persona_names(self) -> list[str]:
@@ -83,6 +96,7 @@ class Playground:
     async def choose_model(self, session: int, name: str) -> None:
         """One of the configured models ([model], [[models]]) from the next message on."""
         await self.services.models.choose(session, name, Scope.GUILD, session)
+        await self._keep(session)
 
     def _today(self) -> dt.date:
         return self.services.chat.clock().astimezone(dt.UTC).date()
@@ -102,10 +116,12 @@ class Playground:
     async def choose(self, session: int, name: str) -> None:
         """A built-in persona from the next message on (a stored custom prompt is kept for later)."""
         await self.services.personas.choose(session, name, Scope.GUILD, session)
+        await self._keep(session)
 
     async def save_custom(self, session: int, prompt: str) -> None:
         """The session's own prompt, active from the next message; the persona store's cap applies."""
         await self.services.personas.save_custom(session, prompt)
+        await self._keep(session)
 
     async def forget(self, session: int) -> int:
         return await self.services.chat.forget(session)
@@ -134,6 +150,7 @@ class Playground:
             if isinstance(event, str):
                 yield event
             elif isinstance(event, TurnDone):
+                await self._keep(request.conversation_id)  # the history was just written: same lifetime
                 yield self.services.usage.request_totals(event.model, event.usage)
 
     async def hear(self, session: int, path: str | Path, message_id: int) -> tuple[Transcription, UsageTotals]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.keys import Keys
 from bot.settings import BUILTIN_PERSONAS
 from tests.conftest import TEST_API_KEY
 from tests.playground_harness import (
@@ -165,6 +166,43 @@ async def test_a_second_configured_model_can_be_picked_for_the_next_message(
         assert model_server.requests[-1].model == "other-model"
         assert (await page.start(session))["model"] == "other-model"
         assert (await page.start())["model"] == "test-model", "a model belongs to one browser session"
+    assert egress.attempts == []
+
+
+async def test_a_sessions_persona_and_model_choices_expire_like_its_history_refreshed_on_use(
+    tmp_path, model_server, redis_url, key_prefix, redis
+) -> None:
+    """A browser may never come back: its choices must not stay in Redis forever (a guild's do)."""
+    day_ms = 86_400_000
+    extra = '[history]\nttl_days = 2\n\n[[models]]\nname = "other-model"\n'
+    config = write_config(tmp_path, key_prefix, extra)
+    keys = Keys(key_prefix).playground()
+    async with (
+        EgressRecorder() as egress,
+        running_playground(config, playground_env(model_server, redis_url, egress)) as playground,
+    ):
+        page = await GradioPage.open(playground.url)
+        session = (await page.start())["session"]
+        choices = (keys.personas(session), keys.models(session))
+
+        await page.call("/persona", session, "joker", "")
+        await page.call("/model", session, "other-model")
+        for key in choices:
+            assert day_ms < await redis.pttl(key) <= 2 * day_ms, f"{key}: [history] ttl_days from the choice on"
+
+        # Nearly expired, then used: a message in the session keeps its choices as long as its history.
+        for key in choices:
+            await redis.pexpire(key, 60_000)
+        await page.call("/chat", session, "still joking?", [])
+        assert model_server.requests[-1].model == "other-model"
+        assert model_server.requests[-1].messages[0]["content"] == system_prompt("joker")
+        assert day_ms < await redis.pttl(keys.turns(session)) <= 2 * day_ms
+        for key in choices:
+            assert day_ms < await redis.pttl(key) <= 2 * day_ms, f"{key}: refreshed by the turn"
+
+        await redis.pexpire(keys.personas(session), 60_000)
+        await page.call("/custom", session, "You are a pirate.")
+        assert day_ms < await redis.pttl(keys.personas(session)) <= 2 * day_ms, "refreshed by a custom prompt"
     assert egress.attempts == []
 
 
