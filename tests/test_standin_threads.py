@@ -90,6 +90,35 @@ async def test_thread_create_event_archiving_and_unarchiving(discord_standin: Di
         assert refused.value.code == 50083
 
 
+async def test_thread_delete_sends_discords_subset_and_the_thread_is_gone(
+    discord_standin: DiscordStandin, world: Scene
+) -> None:
+    dc = discord_standin
+    bot = make_bot()
+    async with running_bot(bot, STANDIN_TOKEN):
+        guild = bot.get_guild(world.guild_id)
+        assert guild is not None and guild.get_thread(world.thread_id) is not None
+        raw = bot.wait_for("raw_thread_delete", timeout=5)
+        cached = bot.wait_for("thread_delete", timeout=5)
+        event = dc.delete_thread(world.thread_id)
+        assert event == {
+            "id": str(world.thread_id),
+            "guild_id": str(world.guild_id),
+            "parent_id": str(world.channel_id),
+            "type": 11,
+        }, "Discord's THREAD_DELETE: id, guild_id, parent_id and type only"
+        deleted: discord.RawThreadDeleteEvent = await raw
+        assert (deleted.thread_id, deleted.guild_id, deleted.parent_id) == (
+            world.thread_id,
+            world.guild_id,
+            world.channel_id,
+        )
+        assert deleted.thread_type is discord.ChannelType.public_thread
+        assert (await cached).id == world.thread_id and guild.get_thread(world.thread_id) is None
+        status, gone = await post(dc, f"/channels/{world.thread_id}/messages", {"content": "anyone?"})
+        assert (status, gone["code"]) == (404, 10003)
+
+
 async def test_message_content_intent_needs_the_portal_flag(discord_standin: DiscordStandin) -> None:
     dc = discord_standin
     intents = discord.Intents.default()

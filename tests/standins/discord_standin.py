@@ -51,6 +51,8 @@ POST /channels/{id}/threads and /channels/{id}/messages/{id}/threads check Disco
 type, name 1-100, archive durations, the bot's Create Public/Private Threads permission, one thread
 per message) and dispatch THREAD_CREATE; ``dc.archive_thread(id)`` archives one, and a message sent
 in an archived, unlocked thread unarchives it first (THREAD_UPDATE); a locked one refuses the bot.
+``dc.delete_thread(id)`` deletes one: THREAD_DELETE with Discord's subset (id, guild_id, parent_id,
+type), and the thread's REST routes answer Unknown Channel from then on.
 
 The methods come in parts: world builders and user actions in ``discord_standin_world``, the
 interaction senders in ``discord_standin_interactions``; the server lives here.

@@ -49,6 +49,10 @@ class WorldControls:
         """Discord archives an idle thread: THREAD_UPDATE (archived). A later message unarchives it."""
         return self.world.set_archived(thread_id, True, locked=locked)
 
+    def delete_thread(self, thread_id: int) -> dict[str, Any]:
+        """A member or moderator deletes a thread: THREAD_DELETE (id, guild_id, parent_id, type)."""
+        return self.world.delete_thread(thread_id)
+
     def set_slowmode(self, channel_id: int, seconds: int) -> None:
         """A channel's slowmode (``rate_limit_per_user``): CHANNEL_UPDATE."""
         self.world.set_slowmode(channel_id, seconds)

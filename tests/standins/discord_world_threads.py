@@ -1,4 +1,5 @@
-"""The world's third layer: threads (created, archived, unarchived by a message) with Discord's constants."""
+"""The world's third layer: threads (created, archived, unarchived by a message, deleted) with Discord's
+constants."""
 
 from __future__ import annotations
 
@@ -66,6 +67,16 @@ class ThreadWorld(ChannelWorld):
         guild_id = int(thread["guild_id"])
         self.emit("THREAD_UPDATE", thread, guild_id)
         return thread
+
+    def delete_thread(self, thread_id: int) -> dict[str, Any]:
+        """Someone deletes a thread: it is gone (REST on it answers Unknown Channel) and THREAD_DELETE
+        carries, as on Discord, only a subset of the channel: ``id``, ``guild_id``, ``parent_id``, ``type``."""
+        thread = self.channels.pop(thread_id)
+        guild_id = int(thread["guild_id"])
+        self.guilds[guild_id].thread_ids.remove(thread_id)
+        event = {key: thread[key] for key in ("id", "guild_id", "parent_id", "type")}
+        self.emit("THREAD_DELETE", event, guild_id)
+        return event
 
     def unarchive_for_message(self, channel_id: int) -> None:
         """A message sent in an archived (unlocked) thread unarchives it first, as on Discord."""
