@@ -25,7 +25,7 @@ from bot.images import PreparedImage
 from bot.limits import Limits
 from bot.llm import ChatModel, Finish, Usage
 from bot.models import ModelChoices, ModelRegistry, ServedModel
-from bot.personas import PersonaStore
+from bot.personas import PersonaStore, Scope
 from bot.prompt import build_prompt
 from bot.sanitize import clean_text
 from bot.summary import Summarizer, Summary, SummaryJob, SummaryStore, first_unsummarized, plan_fold
@@ -341,3 +341,12 @@ class ChatService:
             removed = batch.add(self.history.queue_clear(conversation_id))
             await batch.execute()
             return removed.value
+
+    async def forget_thread(self, guild_id: int, thread_id: int) -> None:
+        """A deleted thread can never be continued: its conversation goes (as ``forget``), and so do its
+        /chat marker and its persona and model overrides, which nothing would ever read again."""
+        await self.forget(thread_id)
+        if self.threads is not None:
+            await self.threads.drop(thread_id)
+        await self.personas.reset(guild_id, Scope.CHANNEL, thread_id)
+        await self.models.reset(guild_id, Scope.CHANNEL, thread_id)

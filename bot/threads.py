@@ -1,9 +1,9 @@
 """The threads the bot opened with /chat: every message in them is for the bot.
 
 Kept in Redis (one key per thread, expiring with the conversation's history and refreshed by each
-turn in it), so a restarted process, or another shard's, knows them too. A thread once known to be
-ours is remembered in memory; unknown ones are asked again, because the thread's creation and its
-first message may race the key's write.
+turn in it; deleted with the thread), so a restarted process, or another shard's, knows them too. A
+thread once known to be ours is remembered in memory; unknown ones are asked again, because the
+thread's creation and its first message may race the key's write.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ class BotThreads:
             return None
         left_ms = await guarded(lambda: self.redis.pttl(key))
         return max(left_ms, 1_000) / 1000 if left_ms > 0 else float(seconds)
+
+    async def drop(self, thread_id: int) -> None:
+        """The thread was deleted: no longer one of the bot's (another process's memory may still list
+        it, harmlessly: no message can arrive in a deleted thread)."""
+        self.forget(thread_id)
+        await guarded(lambda: self.redis.delete(self.keys.bot_thread(thread_id)))
 
     def forget(self, thread_id: int) -> None:
         self._known.pop(thread_id, None)

@@ -166,6 +166,16 @@ class Threads(commands.Cog):
             return
         await chat.respond(message, bot_thread=True)
 
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        """Raw: Discord sends THREAD_DELETE for threads discord.py has no longer cached (archived ones)
+        too. Whatever the bot kept about the thread goes with it; every thread, not only /chat's: a
+        conversation held by mentions in a member's thread can never continue either."""
+        try:
+            await self.bot.services.chat.forget_thread(payload.guild_id, payload.thread_id)
+        except BotError as exc:  # storage down: the marker and the history still expire ([history] ttl_days)
+            log.warning("Could not forget deleted thread %s: %s", payload.thread_id, exc)
+
 
 async def setup(bot: ChatBot) -> None:
     await bot.add_cog(Threads(bot))

@@ -120,6 +120,68 @@ async def test_an_archived_thread_continues_its_history(chat_bot, world, content
         assert not chat.dc.world.channels[thread_id]["thread_metadata"]["archived"]
 
 
+async def test_a_deleted_thread_is_forgotten_its_marker_history_and_overrides(
+    chat_bot, world, content_on, second_model_server
+) -> None:
+    """Discord's THREAD_DELETE: the thread can never be continued, so nothing the bot kept about it
+    stays (a /chat thread's marker, the conversation, the thread's persona and model overrides); the
+    other threads are untouched."""
+    import asyncio
+    import contextlib
+
+    async with chat_bot(**content_on, **two_models(second_model_server)) as chat:
+        services = chat.bot.services
+        redis, keys = services.redis, services.keys
+        deleted, kept = (await open_chat(chat, "first"))[0], (await open_chat(chat, "second"))[0]
+        await chat.answer(deleted, "echo: first")
+        await chat.answer(kept, "echo: second")
+        for name, value in (("persona", "joker"), ("model", SECOND_MODEL)):
+            await chat.command(
+                name,
+                subcommand="set",
+                options={"name": value, "scope": "channel"},
+                channel_id=deleted,
+                permissions=MANAGE_CHANNELS,
+            )
+        field = f"channel:{deleted}"
+        assert await redis.hget(keys.personas(world.guild_id), field) == b"joker"
+        assert await redis.hget(keys.models(world.guild_id), field) == SECOND_MODEL.encode()
+        await chat.mention(world.thread_id, "in a member's thread")  # a conversation by mention
+        await chat.answer(world.thread_id, "echo: in a member's thread")
+        assert await redis.exists(keys.bot_thread(deleted), keys.turns(deleted), keys.turns(world.thread_id)) == 3
+
+        chat.dc.delete_thread(deleted)
+        chat.dc.delete_thread(world.thread_id)
+
+        async def forgotten() -> bool:
+            left = await redis.exists(keys.bot_thread(deleted), keys.turns(deleted), keys.turns(world.thread_id))
+            overrides = await redis.hexists(keys.personas(world.guild_id), field) or await redis.hexists(
+                keys.models(world.guild_id), field
+            )
+            return left == 0 and not overrides
+
+        # The bot handles the event in a task of its own, seen only in Redis: poll it, then say what is left.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                while not await forgotten():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        assert await redis.exists(keys.bot_thread(deleted)) == 0, "the /chat marker is deleted"
+        assert not await services.threads.is_ours(deleted), "and not remembered in memory either"
+        assert await redis.exists(keys.turns(deleted), keys.version(deleted), keys.summary(deleted)) == 0
+        assert await redis.exists(keys.turns(world.thread_id)) == 0, "any thread's conversation goes"
+        assert not await redis.hexists(keys.personas(world.guild_id), field), "its persona override"
+        assert not await redis.hexists(keys.models(world.guild_id), field), "its model override"
+
+        assert await redis.exists(keys.bot_thread(kept)) == 1 and len(await chat.stored_turns(kept)) == 2
+        await say(chat, kept, "still here")
+        await chat.answer(kept, "echo: still here")
+        assert [m["content"] for m in chat.model.requests[-1].messages[1:]] == [
+            "second",
+            "echo: second",
+            "still here",
+        ], "the thread left standing keeps its history and answers without a mention"
+
+
 async def test_asking_for_the_intent_the_portal_does_not_grant_stops_with_one_line(
     tmp_path, discord_standin, model_server, redis_url
 ) -> None:
