@@ -111,7 +111,7 @@ async def test_a_voice_message_is_answered_in_text_then_as_a_voice_message(chat_
         assert payload["flags"] == IS_VOICE_MESSAGE and "content" not in payload
         assert str(payload["message_reference"]["message_id"]) == voice["id"]
         assert payload["allowed_mentions"] == {"parse": [], "replied_user": False}
-        assert [f["name"] for f in request.files] == ["files[0]"]
+        assert [(f["name"], f["content_type"]) for f in request.files] == [("files[0]", "audio/ogg")]
         [entry] = payload["attachments"]
         data, attachment = uploaded_audio(chat, request)
         decoded = decode(data)

@@ -33,11 +33,17 @@ def voice_payload(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if v is not None}
 
 
-async def post(dc: Any, channel_id: int, payload: dict[str, Any], files: list[bytes]) -> tuple[int, dict[str, Any]]:
+async def post(
+    dc: Any,
+    channel_id: int,
+    payload: dict[str, Any],
+    files: list[bytes],
+    content_type: str = "application/octet-stream",
+) -> tuple[int, dict[str, Any]]:
     form = aiohttp.FormData()
     form.add_field("payload_json", json.dumps(payload), content_type="application/json")
     for index, data in enumerate(files):
-        form.add_field(f"files[{index}]", data, filename="voice-message.ogg", content_type="application/octet-stream")
+        form.add_field(f"files[{index}]", data, filename="voice-message.ogg", content_type=content_type)
     async with aiohttp.ClientSession() as session:
         url = f"{dc.api_base}/api/v10/channels/{channel_id}/messages"
         async with session.post(url, data=form, headers={"Authorization": f"Bot {TEST_DISCORD_TOKEN}"}) as response:
@@ -50,6 +56,21 @@ async def test_a_valid_voice_message_is_stored_with_its_length_and_waveform(disc
     [attachment] = message["attachments"]
     assert (attachment["duration_secs"], attachment["waveform"]) == (1.5, WAVEFORM)
     assert attachment["content_type"] == "audio/ogg"
+    status, message = await post(discord_standin, world.dm_channel_id, voice_payload(), [OPUS], "audio/ogg")
+    assert status == 200 and message["attachments"][0]["content_type"] == "audio/ogg"
+
+
+async def test_a_voice_message_whose_attachment_is_not_audio_is_refused(discord_standin, world) -> None:
+    """Discord respects duration_secs and waveform only for an audio/ Content-Type."""
+    for payload, declared in (
+        (voice_payload(filename="voice-message.bin"), "application/octet-stream"),
+        (voice_payload(), "video/ogg"),
+    ):
+        status, body = await post(discord_standin, world.dm_channel_id, payload, [OPUS], declared)
+        assert (status, body["code"]) == (400, 50035), declared
+        [recorded] = discord_standin.voice_message_violations
+        assert "audio/ Content-Type" in recorded
+        discord_standin.voice_message_violations.clear()  # expected here; the fixture fails on any other
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,11 @@
 A voice message is an ordinary message create (``POST /channels/{id}/messages``, multipart) with the
 ``IS_VOICE_MESSAGE`` flag (1 << 13), no content, and exactly one attachment: an OGG Opus file
 (``files[0]``) whose entry in ``payload_json``'s ``attachments`` carries ``duration_secs`` and a base64
-``waveform``. It goes through discord.py's own HTTP client: ``handle_message_parameters`` builds the
-multipart body from a ``discord.File`` that describes itself with those two fields, and
+``waveform``; the file part says ``audio/ogg``, because Discord respects those two fields only for an
+attachment whose Content-Type begins with ``audio/`` (discord.py declares every file
+``application/octet-stream``). It goes through discord.py's own HTTP client:
+``handle_message_parameters`` builds the multipart body from a ``discord.File`` that describes itself
+with those two fields, and
 ``HTTPClient.send_message`` sends it on discord.py's ``Route``, with its rate limiting and retries,
 once the bot's request budget (cogs/utils/budget.py) grants it a slot like any other message.
 """
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FILENAME = "voice-message.ogg"
+CONTENT_TYPE = "audio/ogg"
 CANNOT_SEND_VOICE_MESSAGES = 50173  # "Cannot send voice messages in this channel"
 MISSING_PERMISSIONS = 50013
 
@@ -69,6 +73,9 @@ async def send_voice_message(bot: ChatBot, source: discord.Message, audio: Voice
         message_reference=source.to_reference(fail_if_not_exists=False).to_dict(),
         mention_author=False,
     )
+    for part in params.multipart:
+        if part["name"] == "files[0]":
+            part["content_type"] = CONTENT_TYPE
     with params:  # closes the file
         try:
             # First priority, like an answer's first message: it is the rest of an answer already shown.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Any
 
 from .discord_gateway import Gateway
+from .discord_voice import upload_content_type
 from .discord_world import World
 
 MAX_CONTENT = 2000
@@ -110,13 +110,10 @@ class BotMessages:
         def upload(key: str, entry: dict[str, Any]) -> dict[str, Any]:
             part = uploads.pop(key)
             filename = entry.get("filename") or part["filename"] or f"file{key}"
-            content_type = part["content_type"]
-            if content_type == "application/octet-stream":  # as discord.py uploads: Discord goes by the name
-                content_type = mimetypes.guess_type(filename)[0] or content_type
             return self.world.add_attachment(
                 part["data"],
                 filename,
-                content_type,
+                upload_content_type(part["content_type"], filename),  # discord.py declares octet-stream
                 channel_id=channel_id,
                 duration_secs=entry.get("duration_secs"),
                 waveform=entry.get("waveform"),

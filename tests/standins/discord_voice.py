@@ -5,6 +5,9 @@ flag, 1 << 13), checked by the stand-in as Discord would:
 - exactly one uploaded file (``files[0]``) and exactly one ``attachments`` entry, with its ``id``;
 - that entry's ``duration_secs`` a number matching the audio's decoded length within 0.1 s, and its
   ``waveform`` base64 of 1 to 256 bytes;
+- the attachment's Content-Type beginning with ``audio/`` (Discord's Voice Messages section: only then
+  are ``duration_secs`` and ``waveform`` respected); the file part's own, or for a part declared
+  ``application/octet-stream`` (as discord.py declares every file) the type its filename names;
 - the file an OGG container of Opus audio that decodes (PyAV, as in the tests).
 
 Without the Send Voice Messages permission Discord answers 403 (50013); where voice messages are
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mimetypes
 from typing import Any
 
 import av
@@ -26,6 +30,14 @@ SEND_VOICE_MESSAGES = 1 << 46
 CANNOT_SEND_VOICE_MESSAGES = 50173
 DURATION_TOLERANCE_S = 0.1
 MAX_WAVEFORM_BYTES = 256
+
+
+def upload_content_type(declared: str, filename: str) -> str:
+    """An uploaded file's media type: as its part declares it, or by its name when the part says only
+    ``application/octet-stream``."""
+    if declared == "application/octet-stream":
+        return mimetypes.guess_type(filename)[0] or declared
+    return declared
 
 
 def voice_message_problem(payload: dict[str, Any], files: list[dict[str, Any]]) -> str | None:
@@ -41,6 +53,9 @@ def voice_message_problem(payload: dict[str, Any], files: list[dict[str, Any]]) 
     entry, part = entries[0], files[0]
     if part["name"] != f"files[{entry.get('id')}]":
         return f"attachments[0].id {entry.get('id')!r} does not name the uploaded part {part['name']!r}"
+    content_type = upload_content_type(part["content_type"], entry.get("filename") or part["filename"] or "")
+    if not content_type.startswith("audio/"):
+        return f"a voice message's attachment has an audio/ Content-Type, got {content_type!r}"
     duration = entry.get("duration_secs")
     if not isinstance(duration, int | float) or isinstance(duration, bool) or duration <= 0:
         return f"duration_secs must be a positive number, got {duration!r}"
