@@ -106,3 +106,19 @@ async def test_interaction_responses_are_outside_the_global_limit(discord_standi
             async with session.post(url, json={"type": 4, "data": {"content": "pong"}}) as response:
                 assert response.status == 204
     assert dc.limits.global_429s == 1
+
+
+async def test_cdn_downloads_are_outside_the_global_limit(discord_standin: DiscordStandin) -> None:
+    """Attachments come from Discord's CDN, not its REST API: downloading them spends nothing of the bot's
+    50 requests per second (the bot downloads images and voice messages it is sent)."""
+    dc = discord_standin
+    dc.limits.enforce(global_per_second=1)
+    [channel_id] = setup_guild(dc, 1)
+    attachment = dc.add_attachment(b"\x89PNG not really", "cat.png", "image/png", channel_id=channel_id)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(attachment["url"]) as response:
+                assert response.status == 200 and await response.read() == b"\x89PNG not really"
+        assert (await raw_post(dc, channel_id, session)).status == 200, "the REST budget is untouched"
+        assert (await raw_post(dc, channel_id, session)).status == 429, "and then spent"
+    assert dc.limits.counted == 1 and dc.limits.global_429s == 1, "only the accepted REST request counted"
