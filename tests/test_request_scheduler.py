@@ -27,6 +27,7 @@ from cogs.utils.budget import (
 )
 from tests.standins.discord_fixtures import STANDIN_TOKEN, discord_standin_fixture, running_bot  # noqa: F401
 from tests.standins.discord_standin import DiscordStandin
+from tests.test_request_budget import busiest_second
 from tests.test_standin_discord import make_bot
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,6 +47,24 @@ async def grants(s: RequestScheduler, tickets: dict[str, object]) -> list[str]:
 
     await asyncio.gather(*(wait(name, ticket) for name, ticket in tickets.items()))
     return order
+
+
+async def send_urgent(s: RequestScheduler, count: int, stamps: list[float]) -> None:
+    """``count`` requests at once through ``s``, each stamped (time.monotonic) as it goes out."""
+
+    async def one() -> None:
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+        stamps.append(time.monotonic())  # list.append is atomic: threads may share the list
+        s.wrote()  # as discord.py's session trace reports a request written
+
+    await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def congest_loop() -> None:
+    """Block the event loop for 0.8 s every second, as a burst of turns congests it."""
+    while True:
+        await asyncio.sleep(1.0)
+        time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
 
 
 async def test_urgent_requests_go_before_waiting_updates_in_arrival_order() -> None:
@@ -118,21 +137,12 @@ async def test_no_one_second_window_gets_more_than_burst_plus_rate() -> None:
     rate = 30
     s = scheduler(rate=rate)
     assert s.budget is not None
-    loop = asyncio.get_running_loop()
     stamps: list[float] = []
-
-    async def one() -> None:
-        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
-        stamps.append(loop.time())
-        s.wrote()  # as discord.py's session trace reports a request written
-
     try:
-        await asyncio.gather(*(one() for _ in range(70)))
+        await send_urgent(s, 70, stamps)
     finally:
         await s.close()
-    stamps.sort()
-    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
-    assert most <= s.budget.burst + rate
+    assert busiest_second(stamps) <= s.budget.burst + rate
     assert len(stamps) == 70
 
 
@@ -224,20 +234,9 @@ def test_tokens_that_come_late_are_not_spent(redis_url: str, key_prefix: str) ->
         async def main() -> int:
             client = aioredis.Redis.from_url(redis_url)
             s = RequestScheduler(RequestBudget(client, key, rate=rate), HTTPClient(asyncio.get_running_loop()))
-
-            async def one() -> None:
-                await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
-                stamps.append(time.monotonic())
-                s.wrote()  # as discord.py's session trace reports a request written
-
-            async def congest() -> None:  # the loop blocked for 0.8 s now and then (a burst of turns)
-                while True:
-                    await asyncio.sleep(1.0)
-                    time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
-
-            stalls = asyncio.create_task(congest()) if congested else None
+            stalls = asyncio.create_task(congest_loop()) if congested else None
             try:
-                await asyncio.gather(*(one() for _ in range(per_process)))
+                await send_urgent(s, per_process, stamps)
             finally:
                 if stalls is not None:
                     stalls.cancel()
@@ -253,9 +252,7 @@ def test_tokens_that_come_late_are_not_spent(redis_url: str, key_prefix: str) ->
         assert steady.result(timeout=60) == 0
     assert late > 0, "the congested process dropped tokens that came late"
     assert len(stamps) == 2 * per_process, "every request still went out"
-    stamps.sort()
-    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
-    assert most <= burst_for(rate) + rate + math.ceil(rate * LATE_S)
+    assert busiest_second(stamps) <= burst_for(rate) + rate + math.ceil(rate * LATE_S)
 
 
 async def test_a_congested_process_alone_on_its_token_spends_late_tokens_without_a_burst() -> None:
@@ -264,26 +261,12 @@ async def test_a_congested_process_alone_on_its_token_spends_late_tokens_without
     rate = 32.0
     s = scheduler(rate=rate)
     assert s.budget is not None
-    loop = asyncio.get_running_loop()
     stamps: list[float] = []
-
-    async def one() -> None:
-        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
-        stamps.append(loop.time())
-        s.wrote()
-
-    async def congest() -> None:  # the loop blocked for 0.8 s now and then (a burst of turns)
-        while True:
-            await asyncio.sleep(1.0)
-            time.sleep(0.8)  # noqa: ASYNC251 (blocking the loop is the point)
-
-    stalls = asyncio.create_task(congest())
+    stalls = asyncio.create_task(congest_loop())
     try:
-        await asyncio.gather(*(one() for _ in range(120)))
+        await send_urgent(s, 120, stamps)
     finally:
         stalls.cancel()
         await s.close()
     assert s.late == 0 and len(stamps) == 120
-    stamps.sort()
-    most = max(sum(1 for t in stamps[i:] if t < start + 1.0) for i, start in enumerate(stamps))
-    assert most <= s.budget.burst + rate
+    assert busiest_second(stamps) <= s.budget.burst + rate

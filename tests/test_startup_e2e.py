@@ -48,12 +48,14 @@ class Output:
         return "\n".join(self.lines)
 
     async def wait_for(self, pattern: re.Pattern[str], count: int = 1, timeout: float = 20.0) -> list[re.Match[str]]:
+        """The first ``count`` lines matching ``pattern`` (more may have come by the time it looks)."""
+
         async def read() -> list[re.Match[str]]:
             while len(found := [m for line in self.lines if (m := pattern.search(line))]) < count:
                 if self.process.returncode is not None:
                     raise AssertionError(f"the process ended before {count} x {pattern.pattern!r}:\n{self.text}")
                 await asyncio.sleep(0.05)
-            return found
+            return found[:count]
 
         try:
             return await asyncio.wait_for(read(), timeout)
