@@ -78,7 +78,9 @@ async def test_without_redis_the_process_uses_its_share_locally(caplog: pytest.L
     assert len(warnings) == 1, "said once, not per request"
 
 
-async def test_a_lease_does_not_queue_behind_a_busy_pool(redis_url: str, key_prefix: str) -> None:
+async def test_a_lease_does_not_queue_behind_a_busy_pool(
+    redis: aioredis.Redis, redis_url: str, key_prefix: str
+) -> None:
     """Turns waiting for the shared pool must not hold a lease's reply back (its tokens would then be
     spent late, bunched with the next ones): the budget has a connection of its own, and gives it back
     when closed."""
@@ -91,7 +93,10 @@ async def test_a_lease_does_not_queue_behind_a_busy_pool(redis_url: str, key_pre
         await budget.lease(1)
         # Two long blocking pops on an empty list: one holds the pool's other connection, one waits.
         busy = [asyncio.ensure_future(client.blpop([never], timeout=5)) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        # Until the first pop blocks in Redis (the other waits for the pool): a server's state, polled.
+        async with asyncio.timeout(2):
+            while (await redis.info("clients"))["blocked_clients"] < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         granted, _ = await budget.lease(1)
         assert granted == 1 and budget.leases == 2, "leased from Redis, not the local fallback"
         assert not any(task.done() for task in busy), "while the pool had no connection free"
