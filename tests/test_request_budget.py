@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
 
 from bot.keys import Keys
-from bot.request_budget import RequestBudget, burst_for
+from bot.request_budget import ClockOffset, RequestBudget, burst_for
 from bot.storage import connect
 
 pytestmark = pytest.mark.timeout(30)
@@ -22,9 +22,8 @@ async def spend(budget: RequestBudget, seconds: float, stamps: list[float], want
     """Lease greedily for ``seconds``, like a process with more requests than budget."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        granted, wait = await budget.lease(want)
-        if wait > 0:
-            await asyncio.sleep(wait)
+        granted, due = await budget.lease(want)
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         stamps.extend([time.monotonic()] * granted)
 
 
@@ -56,11 +55,13 @@ async def test_a_full_bucket_grants_a_burst_at_once_then_paces(redis: aioredis.R
     budget = RequestBudget(redis, Keys(key_prefix).request_budget(), rate=9.0)
     assert budget.burst == 3 and budget.per_window == 12
     assert burst_for(32.0) + 32 == 42, "the default: 42 at most in any second, under Discord's 50"
-    assert await budget.lease(10) == (3, 0.0), "a lease never exceeds the burst; a full bucket: at once"
-    granted, wait = await budget.lease(3)
-    assert granted == 3 and 0 < wait <= 3 / 9 + 0.01, "empty: reserved, to be spent once refilled"
-    granted, wait = await budget.lease(1)
-    assert granted == 1 and wait > 3 / 9 - 0.01, "the next lease queues behind the last"
+    asked = time.monotonic()
+    granted, due = await budget.lease(10)
+    assert granted == 3 and due <= time.monotonic(), "a lease never exceeds the burst; a full bucket: at once"
+    granted, due = await budget.lease(3)
+    assert granted == 3 and 0 < due - asked <= 3 / 9 + 0.01, "empty: reserved, to be spent once refilled"
+    granted, later = await budget.lease(1)
+    assert granted == 1 and later - due > 1 / 9 - 0.01, "the next lease queues behind the last"
 
 
 async def test_without_redis_the_process_uses_its_share_locally(caplog: pytest.LogCaptureFixture) -> None:
@@ -109,3 +110,27 @@ async def test_a_lease_does_not_queue_behind_a_busy_pool(
         await asyncio.gather(client.blpop([never], timeout=0.3), client.blpop([never], timeout=0.3))
     finally:
         await client.aclose()
+
+
+async def test_a_lease_slow_to_reach_redis_is_due_when_redis_ran_it(counted_redis, key_prefix: str) -> None:
+    """The tokens' time is read on Redis's clock: a lease held up on its way (a busy server, a slow
+    network) is due when Redis ran it, not at the ask, which would spend it early, crowding the second
+    before with another process's tokens."""
+    client, proxy = counted_redis
+    budget = RequestBudget(client, Keys(key_prefix).request_budget(), rate=30.0)
+    try:
+        await budget.lease(1)  # a quick lease: the offset between the clocks
+        proxy.upstream_delay = 0.3
+        asked = time.monotonic()
+        granted, due = await budget.lease(1)
+    finally:
+        await budget.close()
+    assert granted == 1 and budget.leases == 2
+    assert due - asked >= 0.29, "the bucket had room: due when Redis ran the lease, 0.3 s after the ask"
+
+
+def test_a_stepped_clock_only_blurs_within_the_round_trip() -> None:
+    clock = ClockOffset()
+    assert clock.moment(1000.5, asked=10.0, replied=10.002) == 10.0, "the first: the offset itself"
+    assert clock.moment(1000.6 + 3600, asked=10.1, replied=10.102) == 10.102, "never after the reply"
+    assert clock.moment(1000.7 - 3600, asked=10.2, replied=10.202) == 10.2, "never before the ask"

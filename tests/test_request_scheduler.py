@@ -214,6 +214,20 @@ async def test_typing_leaves_the_burst_to_first_messages() -> None:
         await s.close()
 
 
+async def test_typing_from_a_bucket_one_below_full_goes_out() -> None:
+    """"Nearly full" is judged before the lease: the typing indicator's own token must not take the
+    bucket below it and leave the indicator waiting until it is skipped."""
+    s = scheduler(rate=30)  # a burst of 10
+    try:
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))  # 9 left: still nearly full
+        s.wrote()
+        await s.send(Priority.TYPING, lambda: asyncio.sleep(0))
+        assert s.granted[Priority.TYPING] == 1 and s.skipped == 0
+        assert s.budget is not None and s.budget.granted == 2, "no token leased for it and left unspent"
+    finally:
+        await s.close()
+
+
 def test_buckets_are_per_channel_and_route() -> None:
     assert len({create_bucket(1), create_bucket(2), edit_bucket(1), typing_bucket(1)}) == 4
     assert create_bucket(7) == ("POST /channels/{channel_id}/messages", "7")

@@ -36,6 +36,7 @@ import contextlib
 import enum
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
@@ -73,7 +74,13 @@ UNWRITTEN_TTL_S = 0.5  # a granted slot its holder never used (nothing left to s
 # this late they are (3 more at the default 32 per second, inside the margin to 50). The bucket in
 # memory has no other process to crowd: it shifts its clock instead (RequestBudget.spend_late).
 LATE_S = 0.1
-_SCHEDULED_PATH = re.compile(r"/channels/\d+/(messages(/\d+)?|typing)$")
+# The paths of the requests the scheduler grants slots for (their writes are reported back).
+_SCHEDULED_PATH = re.compile(
+    r"/channels/\d+/(messages(/\d+)?|typing|threads)$|/guilds/\d+/members/\d+$|/users/@me$|/oauth2/applications/@me$"
+    r"|/gateway/bot$"
+)
+# What discord.py's log-in sends by itself: GET /users/@me and GET /oauth2/applications/@me.
+LOGIN_REQUESTS = 2
 
 
 async def event_or_timeout(event: asyncio.Event, seconds: float) -> None:
@@ -112,6 +119,12 @@ def edit_bucket(channel_id: int) -> Bucket:
 def thread_bucket(channel_id: int) -> Bucket:
     """Start Thread without Message (/chat)."""
     return _bucket("POST", "/channels/{channel_id}/threads", channel_id)
+
+
+def member_bucket(guild_id: int, user_id: int) -> Bucket:
+    """Get Guild Member (the DM policy's membership check)."""
+    route = Route("GET", "/guilds/{guild_id}/members/{member_id}", guild_id=guild_id, member_id=user_id)
+    return route.key, route.major_parameters
 
 
 def typing_bucket(channel_id: int) -> Bucket:
@@ -220,6 +233,12 @@ class RequestScheduler:
         """A one-off message in a channel at the first priority."""
         return await self.send(Priority.URGENT, lambda: channel.send(text), bucket=create_bucket(channel_id))
 
+    async def admit(self, requests: int) -> None:
+        """Wait for slots for requests that discord.py sends by itself (the log-in's): a process that
+        starts beside busy ones on the same token adds nothing to their second."""
+        tickets = [self.submit(Priority.URGENT) for _ in range(requests)]
+        await asyncio.gather(*(self.wait(ticket) for ticket in tickets))
+
     @contextlib.asynccontextmanager
     async def typing(self, channel: discord.abc.Messageable, channel_id: int) -> AsyncIterator[None]:
         """Show "typing" in a channel while the block runs, through the budget (skipped when it is
@@ -301,7 +320,9 @@ class RequestScheduler:
                     self._written.clear()
                     await event_or_timeout(self._written, UNWRITTEN_TTL_S)
                     continue
-                ready, soonest = self._pick(self.budget.burst, take=False)
+                # Judged once, before the lease: the lease itself takes the bucket below "nearly full".
+                spare = self.budget.nearly_full()
+                ready, soonest = self._pick(self.budget.burst, take=False, spare=spare)
                 if not ready:
                     self._wake.clear()
                     if soonest is None and not any(self._queues):
@@ -309,21 +330,19 @@ class RequestScheduler:
                     else:
                         await event_or_timeout(self._wake, soonest if soonest is not None else 0.05)
                     continue
-                # The bucket's clock is read as the lease is asked for (it has a Redis connection of
-                # its own), so the reserved tokens may be spent ``wait`` after the ask, however long
-                # the reply took to be read.
-                asked = loop.time()
-                granted, wait = await self.budget.lease(len(ready))
-                if loop.time() < asked + wait:
-                    await asyncio.sleep(asked + wait - loop.time())
-                late = loop.time() - (asked + wait)
+                # ``due`` is when the bucket's refill covers the tokens (placed on this process's
+                # clock from Redis's), however long the lease took to be asked and read.
+                granted, due = await self.budget.lease(len(ready))
+                if time.monotonic() < due:
+                    await asyncio.sleep(due - time.monotonic())
+                late = time.monotonic() - due
                 if late > LATE_S and not self.budget.spend_late(late):
                     self.late += granted
                     log.debug("Discord request budget: %d tokens came %.2f s late, not spent", granted, late)
                     continue
                 # Picked again: meanwhile a ticket may have been promoted, cancelled or added. A token
                 # nobody is ready for is not kept: spent later, it could crowd a later second.
-                for ticket in self._pick(granted, take=True)[0]:
+                for ticket in self._pick(granted, take=True, spare=spare)[0]:
                     self.granted[ticket.priority] += 1
                     self._unwritten.append(loop.time())
                     ticket.granted.set_result(None)
@@ -333,14 +352,13 @@ class RequestScheduler:
                 log.exception("Discord request scheduler failed; carrying on")
                 await asyncio.sleep(0.1)
 
-    def _pick(self, n: int, *, take: bool) -> tuple[list[Ticket], float | None]:
+    def _pick(self, n: int, *, take: bool, spare: bool) -> tuple[list[Ticket], float | None]:
         """Up to ``n`` tickets whose buckets have room, most urgent first (removed if ``take``), and
-        the seconds until the soonest blocked one may go."""
+        the seconds until the soonest blocked one may go; a typing indicator only if ``spare``."""
         loop_time = asyncio.get_running_loop().time()
         picked: list[Ticket] = []
         soonest: float | None = None
         room: dict[Bucket, int] = {}
-        spare = self.budget is not None and self.budget.nearly_full()
         for priority, queue in enumerate(self._queues):
             keep: deque[Ticket] = deque()
             while queue:

@@ -2,7 +2,8 @@
 
 A round trip is one burst of client bytes followed by the server's answer: the proxy counts how often
 traffic switches from server->client back to client->server. redis-py sends a pipeline in one write
-and reads all replies, so a pipeline counts once, as it costs once on the wire.
+and reads all replies, so a pipeline counts once, as it costs once on the wire. ``upstream_delay``
+holds each burst of client bytes back that long, as a slow network or a busy server would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ class RoundTripProxy:
         self._target = (unix_socket, host, port)
         self._server: asyncio.Server | None = None
         self.round_trips = 0
+        self.upstream_delay = 0.0  # seconds
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -51,6 +53,8 @@ class RoundTripProxy:
                 if not awaiting_answer:
                     self.round_trips += 1
                     awaiting_answer = True
+                if self.upstream_delay > 0:
+                    await asyncio.sleep(self.upstream_delay)  # configured latency, not synchronisation
                 server_writer.write(data)
                 await server_writer.drain()
             server_writer.close()
