@@ -26,7 +26,7 @@ from bot.reachability import Backoff, network_cause
 from bot.services import Services
 from bot.settings import Settings
 from bot.tuning import throttle_ratelimit_sweep
-from cogs.utils.budget import RequestScheduler, build_scheduler
+from cogs.utils.budget import LOGIN_REQUESTS, Priority, RequestScheduler, build_scheduler
 from cogs.utils.options import InvalidOption, check_invocation
 from cogs.utils.text import bounded
 
@@ -242,6 +242,7 @@ class ChatBot(commands.AutoShardedBot):
 
     async def login(self, token: str) -> None:
         async def attempt() -> None:
+            await self.requests.admit(LOGIN_REQUESTS)  # Discord counts the log-in's requests too
             try:
                 await super(ChatBot, self).login(token)
             except BaseException:
@@ -258,7 +259,9 @@ class ChatBot(commands.AutoShardedBot):
             return
         if self.shard_count is None:
             count, url, _limits = await self.reach_discord(
-                "ask Discord for the gateway", Route.BASE, self.http.get_bot_gateway
+                "ask Discord for the gateway",
+                Route.BASE,
+                lambda: self.requests.send(Priority.URGENT, self.http.get_bot_gateway),
             )
             self.shard_count, gateway = count, yarl.URL(url)
         else:

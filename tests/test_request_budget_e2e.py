@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from bot.request_budget import burst_for
+from tests.standins.discord_limits import EXEMPT_ROUTES
 from tests.standins.model_server import Reply
 
 pytestmark = pytest.mark.timeout(90)
@@ -65,6 +66,11 @@ async def test_at_low_load_nothing_waits(chat_bot, world) -> None:
     """One answer at a time: the first text at once, then throttled edits, then the closing edit."""
     async with chat_bot(stream={"edit_interval_s": 0.2}) as chat:
         chat.dc.limits.enforce()
+        budget = chat.bot.requests.budget
+        assert budget is not None
+        async with asyncio.timeout(5):  # low load: the log-in's slots refilled (a few tens of ms)
+            while not budget.nearly_full():  # noqa: ASYNC110 (the bucket's state, polled)
+                await asyncio.sleep(0.01)
         chat.model.script(Reply(STREAMED, chunk_size=14, chunk_delay=0.03))
         await chat.mention(world.channel_id, "stream")
         await chat.answer(world.channel_id, STREAMED)
@@ -72,6 +78,19 @@ async def test_at_low_load_nothing_waits(chat_bot, world) -> None:
         assert routes[0] == "typing" and routes[1] == "create_message"
         assert routes.count("edit_message") >= 2, "intermediate edits went out: nothing was short"
         assert chat.bot.requests.skipped == 0 and chat.dc.limits.four_twenty_nines == 0
+
+
+async def test_every_request_the_bot_sends_on_its_own_spends_the_budget(chat_bot, world) -> None:
+    """What Discord counts against the global limit is what the budget granted: the log-in's requests,
+    the gateway lookup, a DM's membership check and an answer's messages, edits and typing alike."""
+    async with chat_bot(access={"dms": "members"}, stream={"edit_interval_s": 0.05}) as chat:
+        chat.model.script(Reply(STREAMED, chunk_size=14, chunk_delay=0.03))
+        await chat.dc.post_message(world.dm_channel_id, world.alice, "stream")
+        await chat.answer(world.dm_channel_id, STREAMED)
+        counted = [r.route for r in chat.dc.requests if r.route not in EXEMPT_ROUTES]
+        assert {"get_current_user", "get_application", "get_member", "create_message"} <= set(counted), counted
+        # A slot may go unused (a typing indicator stopped as the answer completed), never the reverse.
+        assert len(counted) <= sum(chat.bot.requests.granted), counted
 
 
 def moderator_deletes(chat) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.settings import AccessSettings, DMPolicy
+from cogs.utils.budget import Priority, member_bucket
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
@@ -67,7 +69,11 @@ class Access:
             if not self.allows_guild(guild.id):
                 continue
             try:
-                await guild.fetch_member(user.id)
+                await self.bot.requests.send(
+                    Priority.URGENT,
+                    functools.partial(guild.fetch_member, user.id),
+                    bucket=member_bucket(guild.id, user.id),
+                )
             except discord.NotFound:
                 continue
             except discord.HTTPException as exc:
