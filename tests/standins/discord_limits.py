@@ -16,10 +16,17 @@ What Discord publishes (https://discord.com/developers/docs/topics/rate-limits):
 
 discord.py only trusts a 429 that carries a ``Via`` header (otherwise it assumes a Cloudflare ban),
 so every 429 here has one, as Discord's do.
+
+The stand-in counts a request's second when its event loop reads it, in the test's own process. A
+full garbage collection there (a few hundred ms once the whole suite, the playground's Gradio with it,
+is loaded) would hold back the requests that arrive meanwhile and count them together: a burst the bot
+never sent. So while the limits are enforced the heap that existed before is frozen (``gc.freeze``),
+and a collection only walks what the test itself allocates, as Discord's clock does not stop for ours.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import zlib
@@ -71,13 +78,23 @@ class RateLimits:
     peak_per_second: int = 0  # most requests accepted in any one-second window
     _recent: deque[float] = field(default_factory=deque)
     _buckets: dict[tuple[str, int | None], Bucket] = field(default_factory=dict)
+    _froze_heap: bool = False
 
     def enforce(self, *, global_per_second: int = 50, **routes: tuple[int, float]) -> RateLimits:
         """Turn Discord's limits on (``routes`` overrides per-route buckets, e.g. ``create_message=(50, 1.0)``)."""
         self.enabled = True
         self.global_per_second = global_per_second
         self.routes.update(routes)
+        if not self._froze_heap:
+            gc.freeze()  # see the module's docstring: the clock must not pause for a full collection
+            self._froze_heap = True
         return self
+
+    def release(self) -> None:
+        """Give the heap frozen by ``enforce`` back to the collector (the stand-in's close)."""
+        if self._froze_heap:
+            gc.unfreeze()
+            self._froze_heap = False
 
     @property
     def four_twenty_nines(self) -> int:

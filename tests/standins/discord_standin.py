@@ -130,6 +130,7 @@ class DiscordStandin(WorldControls, InteractionSenders):
         return self
 
     async def close(self) -> None:
+        self.limits.release()
         self.cdn_released.set()
         await self.gateway.close()
         if self._runner is not None:
