@@ -1,6 +1,6 @@
 """One scheduler for every REST request the bot makes on its own (replies, streaming edits,
-continuation messages, typing), spending the request budget instead of finding Discord's global limit
-by hitting it.
+continuation messages, typing, threads, a DM's membership check; at start-up the log-in's requests and
+the gateway lookup), spending the request budget instead of finding Discord's global limit by hitting it.
 
 Usage (any cog)::
 
