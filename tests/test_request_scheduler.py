@@ -215,7 +215,7 @@ async def test_typing_leaves_the_burst_to_first_messages() -> None:
 
 
 async def test_typing_from_a_bucket_one_below_full_goes_out() -> None:
-    """"Nearly full" is judged before the lease: the typing indicator's own token must not take the
+    """ "Nearly full" is judged before the lease: the typing indicator's own token must not take the
     bucket below it and leave the indicator waiting until it is skipped."""
     s = scheduler(rate=30)  # a burst of 10
     try:
@@ -224,6 +224,26 @@ async def test_typing_from_a_bucket_one_below_full_goes_out() -> None:
         await s.send(Priority.TYPING, lambda: asyncio.sleep(0))
         assert s.granted[Priority.TYPING] == 1 and s.skipped == 0
         assert s.budget is not None and s.budget.granted == 2, "no token leased for it and left unspent"
+    finally:
+        await s.close()
+
+
+async def test_a_request_written_late_is_paid_for_by_the_next_lease() -> None:
+    """Granted on time but written later (its task resumed late in a congested loop), a request goes
+    out next to the tokens due then: the next lease reserves a token more and leaves it unspent. A
+    write with no slot waiting for it (discord.py retrying) is paid for the same way."""
+    s = scheduler(rate=30)
+    assert s.budget is not None
+    try:
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+        time.sleep(LATE_S + 0.05)  # noqa: ASYNC251 (the congested loop holding the write back)
+        s.wrote()
+        s.wrote()  # a retry: no slot was granted for it
+        assert s.late_writes == 2
+        await s.send(Priority.URGENT, lambda: asyncio.sleep(0))
+        s.wrote()
+        assert s.late_writes == 2, "written on time"
+        assert s.paid == 2 and s.budget.granted == 4, "two slots and the two tokens owed"
     finally:
         await s.close()
 

@@ -74,6 +74,12 @@ UNWRITTEN_TTL_S = 0.5  # a granted slot its holder never used (nothing left to s
 # this late they are (3 more at the default 32 per second, inside the margin to 50). The bucket in
 # memory has no other process to crowd: it shifts its clock instead (RequestBudget.spend_late).
 LATE_S = 0.1
+# A request written later than LATE_S after its token's time (its task resumed late in a congested
+# loop: granted on time, on the wire 0.3 s later next to the tokens due then; or written again, a
+# retry) is paid for afterwards: the next lease reserves one token more and leaves it unspent, so the
+# bucket's next second makes room for the request that came late. A debt older than this no longer
+# shares a second with what comes next and is forgiven.
+DEBT_TTL_S = 1.0
 # The paths of the requests the scheduler grants slots for (their writes are reported back).
 _SCHEDULED_PATH = re.compile(
     r"/channels/\d+/(messages(/\d+)?|typing|threads)$|/guilds/\d+/members/\d+$|/users/@me$|/oauth2/applications/@me$"
@@ -179,7 +185,11 @@ class RequestScheduler:
         self.granted = [0] * len(Priority)  # slots granted per priority
         self.skipped = 0  # typing indicators not sent
         self.late = 0  # tokens not spent because they came later than LATE_S after their time
-        self._unwritten: deque[float] = deque()  # when each granted slot was granted, until written
+        self.late_writes = 0  # requests written later than LATE_S after their token's time
+        self.paid = 0  # tokens leased and left unspent for them
+        # (when granted, when due) of each granted slot until its request is written (time.monotonic())
+        self._unwritten: deque[tuple[float, float]] = deque()
+        self._debt: deque[float] = deque()  # when each late request was written, until paid for
         self._written = asyncio.Event()
         if budget is not None and getattr(http, "http_trace", None) is None:
             http.http_trace = self._trace()  # read by discord.py when it opens its session (login)
@@ -197,15 +207,32 @@ class RequestScheduler:
         return trace
 
     def wrote(self) -> None:
-        """A granted request has been written to its socket (called by discord.py's session trace)."""
-        if self._unwritten:
-            self._unwritten.popleft()
-            self._written.set()
+        """A granted request has been written to its socket (called by discord.py's session trace);
+        one written late, or with no slot waiting for it (a retry), is owed to the budget."""
+        now = time.monotonic()
+        due = self._unwritten.popleft()[1] if self._unwritten else None
+        if due is None or now - due > LATE_S:
+            self.late_writes += 1
+            self._debt.append(now)
+        self._written.set()
 
     def _writes_pending(self, now: float) -> bool:
-        while self._unwritten and now - self._unwritten[0] > UNWRITTEN_TTL_S:
+        while self._unwritten and now - self._unwritten[0][0] > UNWRITTEN_TTL_S:
             self._unwritten.popleft()
         return len(self._unwritten) >= MAX_UNWRITTEN
+
+    def _owed(self, now: float) -> int:
+        while self._debt and now - self._debt[0] > DEBT_TTL_S:
+            self._debt.popleft()
+        return len(self._debt)
+
+    def _pay(self, tokens: int) -> int:
+        """Pay the debt from ``tokens`` leased; returns the tokens left for requests."""
+        paid = min(tokens, len(self._debt))
+        for _ in range(paid):
+            self._debt.popleft()
+        self.paid += paid
+        return tokens - paid
 
     @property
     def enabled(self) -> bool:
@@ -313,10 +340,9 @@ class RequestScheduler:
 
     async def _run(self) -> None:
         assert self.budget is not None
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                if self._writes_pending(loop.time()):
+                if self._writes_pending(time.monotonic()):
                     self._written.clear()
                     await event_or_timeout(self._written, UNWRITTEN_TTL_S)
                     continue
@@ -332,10 +358,11 @@ class RequestScheduler:
                     continue
                 # ``due`` is when the bucket's refill covers the tokens (placed on this process's
                 # clock from Redis's), however long the lease took to be asked and read.
-                granted, due = await self.budget.lease(len(ready))
+                granted, due = await self.budget.lease(len(ready) + self._owed(time.monotonic()))
                 if time.monotonic() < due:
                     await asyncio.sleep(due - time.monotonic())
                 late = time.monotonic() - due
+                granted = self._pay(granted)  # the debt first: its requests went out already
                 if late > LATE_S and not self.budget.spend_late(late):
                     self.late += granted
                     log.debug("Discord request budget: %d tokens came %.2f s late, not spent", granted, late)
@@ -344,7 +371,7 @@ class RequestScheduler:
                 # nobody is ready for is not kept: spent later, it could crowd a later second.
                 for ticket in self._pick(granted, take=True, spare=spare)[0]:
                     self.granted[ticket.priority] += 1
-                    self._unwritten.append(loop.time())
+                    self._unwritten.append((time.monotonic(), due))
                     ticket.granted.set_result(None)
             except asyncio.CancelledError:
                 raise
