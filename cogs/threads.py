@@ -15,8 +15,9 @@ from bot.conversation import ChatRequest
 from bot.errors import BotError
 from cogs.utils.access import Access
 from cogs.utils.audio import audio_attachment
-from cogs.utils.budget import Priority, thread_bucket
+from cogs.utils.budget import Priority
 from cogs.utils.replies import answer
+from cogs.utils.routes import thread_bucket
 
 if TYPE_CHECKING:
     from bot.app import ChatBot

@@ -15,16 +15,8 @@ from discord.http import HTTPClient
 
 from bot.keys import Keys
 from bot.request_budget import RequestBudget, burst_for
-from cogs.utils.budget import (
-    LATE_S,
-    Priority,
-    RequestScheduler,
-    RequestSkipped,
-    bucket_room,
-    create_bucket,
-    edit_bucket,
-    typing_bucket,
-)
+from cogs.utils.budget import LATE_S, Priority, RequestScheduler, RequestSkipped
+from cogs.utils.routes import bucket_room, create_bucket, edit_bucket, typing_bucket
 from tests.standins.discord_fixtures import STANDIN_TOKEN, discord_standin_fixture, running_bot  # noqa: F401
 from tests.standins.discord_standin import DiscordStandin
 from tests.test_request_budget import busiest_second

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.settings import AccessSettings, DMPolicy
-from cogs.utils.budget import Priority, member_bucket
+from cogs.utils.budget import Priority
+from cogs.utils.routes import member_bucket
 
 if TYPE_CHECKING:
     from bot.app import ChatBot

@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,9 +43,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import discord
-from discord.http import Route
 
 from bot.request_budget import RequestBudget
+from cogs.utils.routes import SCHEDULED_PATH, Bucket, bucket_room, create_bucket, typing_bucket
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -57,9 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Bucket = tuple[
-    str, str
-]  # discord.py's (route key, major parameters), e.g. ("POST /channels/{channel_id}/messages", "42")
 TYPING_PATIENCE_S = 1.0  # a typing indicator that cannot go out within this is pointless
 TYPING_REFRESH_S = 8.0  # Discord shows "typing" for about 10 s per request
 TYPING_RETRY_S = 2.0  # after a typing indicator was skipped for want of budget
@@ -80,11 +76,6 @@ LATE_S = 0.1
 # bucket's next second makes room for the request that came late. A debt older than this no longer
 # shares a second with what comes next and is forgiven.
 DEBT_TTL_S = 1.0
-# The paths of the requests the scheduler grants slots for (their writes are reported back).
-_SCHEDULED_PATH = re.compile(
-    r"/channels/\d+/(messages(/\d+)?|typing|threads)$|/guilds/\d+/members/\d+$|/users/@me$|/oauth2/applications/@me$"
-    r"|/gateway/bot$"
-)
 # What discord.py's log-in sends by itself: GET /users/@me and GET /oauth2/applications/@me.
 LOGIN_REQUESTS = 2
 
@@ -107,52 +98,6 @@ class Priority(enum.IntEnum):
 
 class RequestSkipped(Exception):
     """The request was not sent: the budget had no room for something this unimportant (typing)."""
-
-
-def _bucket(method: str, path: str, channel_id: int, **parameters: int) -> Bucket:
-    route = Route(method, path, channel_id=channel_id, **parameters)
-    return route.key, route.major_parameters
-
-
-def create_bucket(channel_id: int) -> Bucket:
-    return _bucket("POST", "/channels/{channel_id}/messages", channel_id)
-
-
-def edit_bucket(channel_id: int) -> Bucket:
-    return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id, message_id=0)
-
-
-def thread_bucket(channel_id: int) -> Bucket:
-    """Start Thread without Message (/chat)."""
-    return _bucket("POST", "/channels/{channel_id}/threads", channel_id)
-
-
-def member_bucket(guild_id: int, user_id: int) -> Bucket:
-    """Get Guild Member (the DM policy's membership check)."""
-    route = Route("GET", "/guilds/{guild_id}/members/{member_id}", guild_id=guild_id, member_id=user_id)
-    return route.key, route.major_parameters
-
-
-def typing_bucket(channel_id: int) -> Bucket:
-    return _bucket("POST", "/channels/{channel_id}/typing", channel_id)
-
-
-def bucket_room(http: HTTPClient, bucket: Bucket, now: float) -> tuple[int, float]:
-    """(requests discord.py would send at once in this bucket, seconds until it has room again).
-
-    discord.py keeps its buckets in private attributes (``_bucket_hashes``, ``_buckets``); a test fails if
-    an upgrade renames them. Until discord.py has seen a bucket's headers, it lets one request through."""
-    key, major = bucket
-    bucket_hash = http._bucket_hashes.get(key)
-    limit = http._buckets.get(f"{bucket_hash or key}:{major}")
-    if limit is None:
-        return 1 << 30, 0.0
-    if limit.expires is not None and now >= limit.expires:
-        return max(1, limit.limit - limit.outgoing), 0.0
-    if limit.remaining > 0:
-        return limit.remaining, 0.0
-    # Exhausted: until its window resets, or (no headers yet) until the request in flight answers.
-    return 0, (limit.expires - now) if limit.expires is not None else 0.05
 
 
 class Ticket:
@@ -200,7 +145,7 @@ class RequestScheduler:
 
         async def written(session: object, context: SimpleNamespace, params: object) -> None:
             url = getattr(params, "url", None)
-            if url is not None and _SCHEDULED_PATH.search(url.path):
+            if url is not None and SCHEDULED_PATH.search(url.path):
                 self.wrote()
 
         trace.on_request_headers_sent.append(written)

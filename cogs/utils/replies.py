@@ -24,15 +24,8 @@ from bot.errors import BotError, BudgetExceeded, TooManyTurns
 from bot.llm import Usage
 from bot.splitting import close_open_fence, split_message
 from bot.turnlog import log_turn
-from cogs.utils.budget import (
-    Bucket,
-    Priority,
-    RequestScheduler,
-    Ticket,
-    create_bucket,
-    edit_bucket,
-    event_or_timeout,
-)
+from cogs.utils.budget import Priority, RequestScheduler, Ticket, event_or_timeout
+from cogs.utils.routes import Bucket, create_bucket, edit_bucket
 from cogs.utils.text import name_list
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ from discord.http import handle_message_parameters
 
 from bot.audio import VoiceAudio
 from bot.errors import VoiceMessageRefused
-from cogs.utils.budget import Priority, create_bucket
+from cogs.utils.budget import Priority
+from cogs.utils.routes import create_bucket
 
 if TYPE_CHECKING:
     from bot.app import ChatBot
