@@ -21,32 +21,31 @@ SCHEDULED_PATH = re.compile(
 )
 
 
-def _bucket(method: str, path: str, channel_id: int, **parameters: int) -> Bucket:
-    route = Route(method, path, channel_id=channel_id, **parameters)
+def _bucket(method: str, path: str, **parameters: int) -> Bucket:
+    route = Route(method, path, **parameters)
     return route.key, route.major_parameters
 
 
 def create_bucket(channel_id: int) -> Bucket:
-    return _bucket("POST", "/channels/{channel_id}/messages", channel_id)
+    return _bucket("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
 
 
 def edit_bucket(channel_id: int) -> Bucket:
-    return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id, message_id=0)
+    return _bucket("PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id=channel_id, message_id=0)
 
 
 def thread_bucket(channel_id: int) -> Bucket:
     """Start Thread without Message (/chat)."""
-    return _bucket("POST", "/channels/{channel_id}/threads", channel_id)
+    return _bucket("POST", "/channels/{channel_id}/threads", channel_id=channel_id)
 
 
 def member_bucket(guild_id: int, user_id: int) -> Bucket:
     """Get Guild Member (the DM policy's membership check)."""
-    route = Route("GET", "/guilds/{guild_id}/members/{member_id}", guild_id=guild_id, member_id=user_id)
-    return route.key, route.major_parameters
+    return _bucket("GET", "/guilds/{guild_id}/members/{member_id}", guild_id=guild_id, member_id=user_id)
 
 
 def typing_bucket(channel_id: int) -> Bucket:
-    return _bucket("POST", "/channels/{channel_id}/typing", channel_id)
+    return _bucket("POST", "/channels/{channel_id}/typing", channel_id=channel_id)
 
 
 def bucket_room(http: HTTPClient, bucket: Bucket, now: float) -> tuple[int, float]:
